@@ -1,0 +1,32 @@
+"""Errors of the aggregator.
+
+    AggregatorError
+    ├── BadBatchError   an ingest body that cannot be accepted (maps to a 4xx with the message)
+    │   └── BodyTooLargeError   over the size limit, compressed or after decompression (413)
+    └── SinkError       InfluxDB refused or could not be reached
+        └── PermanentWriteError  the server rejected the data itself (4xx): retrying cannot help
+
+A sink error is retried by the writer; a permanent one is logged with the server's message and counted.
+"""
+
+from __future__ import annotations
+
+
+class AggregatorError(Exception):
+    """Base of every error the aggregator raises on purpose."""
+
+
+class BadBatchError(AggregatorError):
+    """The request body is not an acceptable batch; the message says why."""
+
+
+class BodyTooLargeError(BadBatchError):
+    """The body exceeds ``max_body_bytes``."""
+
+
+class SinkError(AggregatorError):
+    """A write to InfluxDB failed; the message carries the server's own words when it answered."""
+
+
+class PermanentWriteError(SinkError):
+    """InfluxDB rejected the points themselves (bad line protocol, type conflict): do not retry them."""

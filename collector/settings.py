@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, HttpUrl, SecretStr
+from pydantic import AliasChoices, Field, HttpUrl, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
@@ -60,3 +60,13 @@ class CollectorSettings(BaseSettings):
 def get_settings() -> CollectorSettings:
     """The process's settings, read once; tests call ``get_settings.cache_clear()`` or pass their own."""
     return CollectorSettings()
+
+
+def describe_settings_error(exc: ValidationError, *, env_prefix: str) -> str:
+    """One line per bad setting, naming the environment variable a user has to fix."""
+    lines = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else ""
+        variable = field if field.startswith("KPULSE_") else f"{env_prefix}{field.upper()}"
+        lines.append(f"invalid setting {variable}: {error['msg']}")
+    return "\n".join(lines)

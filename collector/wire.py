@@ -123,7 +123,7 @@ class NodeSample(_Wire):
 class Batch(_Wire):
     """One scrape of one node, shipped as one gzip JSON body to ``POST /api/v1/ingest``."""
 
-    schema_version: Literal[1] = WIRE_SCHEMA_VERSION
+    schema_version: Literal[1] = 1
     batch_id: Annotated[str, Field(min_length=1, max_length=64)]
     """Unique per scrape (node + scrape time); lets the aggregator recognise a resent batch."""
     node: Name

@@ -1,0 +1,123 @@
+"""``python -m collector``: run the node agent, or ``--once`` to print one scrape as JSON lines and exit."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from functools import partial
+
+import orjson
+import requests
+from pydantic import ValidationError
+
+from collector.agent import Agent, NodeReader
+from collector.errors import SourceError
+from collector.points import batch_points
+from collector.settings import CollectorSettings, describe_settings_error, get_settings
+from collector.shipper import Shipper
+from collector.sources import Source
+from collector.sources.node import read_node_sample
+
+log = logging.getLogger("collector")
+
+
+def choose_source(settings: CollectorSettings) -> str:
+    """``docker`` or ``kubelet``: ``auto`` means kubelet inside a Kubernetes pod, Docker elsewhere."""
+    if settings.source != "auto":
+        return settings.source
+    return "kubelet" if os.environ.get("KUBERNETES_SERVICE_HOST") else "docker"
+
+
+def build_source(settings: CollectorSettings) -> tuple[Source, NodeReader | None]:
+    """The configured source, and a /proc node reader when the source does not report the node itself."""
+    if choose_source(settings) == "kubelet":
+        from collector.sources.kubelet import KubeletSource  # noqa: PLC0415 - only needed in a cluster
+
+        return KubeletSource.from_settings(settings), None
+    from collector.sources.docker import DockerSource  # noqa: PLC0415 - only needed on Docker hosts
+
+    return DockerSource.from_settings(settings), partial(read_node_sample, settings.proc_path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    parser = argparse.ArgumentParser(prog="python -m collector", description=__doc__)
+    parser.add_argument("--once", action="store_true", help="print one scrape as JSON lines and exit")
+    args = parser.parse_args(argv)
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        print(describe_settings_error(exc, env_prefix="KPULSE_COLLECTOR_"), file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    try:
+        source, node_reader = build_source(settings)
+    except SourceError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    try:
+        if args.once:
+            return _print_once(settings, source, node_reader)
+        return _run(settings, source, node_reader)
+    finally:
+        source.close()
+
+
+def _print_once(settings: CollectorSettings, source: Source, node_reader: NodeReader | None) -> int:
+    agent = Agent(
+        source,
+        lambda batch: None,
+        node_name=settings.node_name,
+        interval_seconds=settings.interval_seconds,
+        node_reader=node_reader,
+    )
+    try:
+        batch = agent.scrape_once()
+    except SourceError as exc:
+        log.error("scrape failed: %s", exc)
+        return 1
+    out = sys.stdout.buffer
+    for point in batch_points(batch):
+        out.write(orjson.dumps(point) + b"\n")
+    out.flush()
+    return 0
+
+
+def _run(settings: CollectorSettings, source: Source, node_reader: NodeReader | None) -> int:
+    token = settings.ingest_token.get_secret_value() if settings.ingest_token else None
+    if token is None:
+        log.warning("KPULSE_INGEST_TOKEN is unset: only an aggregator on this host (loopback) will accept us")
+    shipper = Shipper(
+        requests.Session(),
+        url=str(settings.aggregator_url),
+        token=token,
+        timeout_seconds=settings.ship_timeout_seconds,
+        max_batches=settings.buffer_max_batches,
+        retry_initial_seconds=settings.retry_initial_seconds,
+        retry_max_seconds=settings.retry_max_seconds,
+    )
+    shipper.start()
+    agent = Agent(
+        source,
+        shipper.submit,
+        node_name=settings.node_name,
+        interval_seconds=settings.interval_seconds,
+        node_reader=node_reader,
+    )
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    agent.run_until(stop)
+    log.info("stopping: delivering %d buffered batches", shipper.buffered)
+    shipper.close(timeout_seconds=settings.ship_timeout_seconds)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

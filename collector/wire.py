@@ -99,6 +99,9 @@ class PodSample(_Wire):
     timestamp_ns: TimestampNs
     workload: Name | None = None
     workload_kind: Name | None = None
+    labels: Annotated[dict[str, str], Field(max_length=256)] | None = None
+    """The pod's labels (Kubernetes) or its container's labels (Docker), for label selectors in the query API;
+    never written to InfluxDB as tags."""
     network: NetworkCounters | None = None
 
 
@@ -106,6 +109,8 @@ class NodeSample(_Wire):
     """The whole node: its own usage (not only containers) and its capacity."""
 
     timestamp_ns: TimestampNs
+    labels: Annotated[dict[str, str], Field(max_length=256)] | None = None
+    """The node object's labels when the source knows them (kubelet), for label selectors."""
     boot_time_ns: TimestampNs | None = None
     """A change means the node rebooted and its counters restarted (no rate across it)."""
     cpu_usage_nanoseconds_total: Counter | None = None

@@ -104,6 +104,14 @@ class PodSample(_Wire):
     never written to InfluxDB as tags."""
     network: NetworkCounters | None = None
 
+    # The pod's own totals as Kubernetes reckons them (init containers, sidecars, pod overhead, pod-level
+    # resources), which can exceed the sum of its running containers'. Kubelet source only; when absent,
+    # the pod's value is the sum of its containers'.
+    cpu_request_millicores: Gauge | None = None
+    cpu_limit_millicores: Gauge | None = None
+    memory_request_bytes: Gauge | None = None
+    memory_limit_bytes: Gauge | None = None
+
 
 class NodeSample(_Wire):
     """The whole node: its own usage (not only containers) and its capacity."""

@@ -1,0 +1,636 @@
+"""The kubelet source against a real local HTTPS server serving the recorded captures with a token check.
+
+The server uses a CA and a serving certificate generated here; it answers like a kubelet (``/stats/summary``,
+``/pods``) and like the API server (``/api/v1/nodes/<name>``), and can be told to answer 401/403/500,
+garbage, a truncated body, or nothing at all.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from collector.errors import SourceAuthError, SourceError
+from collector.settings import CollectorSettings
+from collector.sources import kubelet as kubelet_module
+from collector.sources.kubelet import (
+    KubeletSource,
+    fetch_pods,
+    fetch_summary,
+    in_cluster_node_url,
+    kubelet_base_url,
+)
+from collector.sources.kubelet_parse import parse_scrape
+
+FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "kubelet" / "duckboat-01"
+NODE = "duckboat-01"
+TOKEN = "token-one"
+HANG_RELEASE_SECONDS = 30.0
+"""A hanging handler gives up after this long at the latest (the test releases it much sooner)."""
+
+# --- a certificate authority and a serving certificate -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pki:
+    ca: Path
+    cert: Path
+    key: Path
+    other_ca: Path
+    """A CA that did not sign the server's certificate."""
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def _write_ca(path: Path, common_name: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(common_name))
+        .issuer_name(_name(common_name))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return key, cert
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    directory = tmp_path_factory.mktemp("pki")
+    ca_key, ca_cert = _write_ca(directory / "ca.pem", "kpulse test cluster CA")
+    _write_ca(directory / "other-ca.pem", "some other CA")
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name("duckboat-01"))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    (directory / "server.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (directory / "server.key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return Pki(
+        directory / "ca.pem", directory / "server.pem", directory / "server.key", directory / "other-ca.pem"
+    )
+
+
+# --- the fake kubelet --------------------------------------------------------------------------------------
+
+
+@dataclass
+class FakeKubelet:
+    """What the server answers; tests change ``mode`` and ``token`` between scrapes."""
+
+    url: str = ""
+    token: str | None = TOKEN
+    mode: str = "ok"
+    """ok, 500, garbage, truncated or hang."""
+    forbidden: set[str] = field(default_factory=set)
+    """Paths answered with 403."""
+    files: dict[str, bytes] = field(default_factory=dict)
+    release: threading.Event = field(default_factory=threading.Event)
+    requests: list[tuple[str, str | None]] = field(default_factory=list)
+    """(path, Authorization header) of every request seen."""
+
+    def answer(self, handler: BaseHTTPRequestHandler) -> None:
+        authorization = handler.headers.get("Authorization")
+        self.requests.append((handler.path, authorization))
+        if self.mode == "hang":
+            self.release.wait(HANG_RELEASE_SECONDS)
+            return
+        if self.token is not None and authorization != f"Bearer {self.token}":
+            self._send(handler, 401, b'{"kind":"Status","code":401,"message":"Unauthorized"}')
+            return
+        if handler.path in self.forbidden:
+            self._send(handler, 403, b"Forbidden (user=system:serviceaccount:kpulse:collector, verb=get)")
+            return
+        body = self.files.get(handler.path)
+        if body is None:
+            self._send(handler, 404, b"404 page not found")
+        elif self.mode == "500":
+            self._send(handler, 500, b"Internal Server Error: failed to get node info")
+        elif self.mode == "garbage":
+            self._send(handler, 200, b"<html><body>not a kubelet</body></html>")
+        elif self.mode == "truncated":
+            handler.send_response(200)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", str(len(body)))
+            handler.end_headers()
+            handler.wfile.write(body[: len(body) // 2])
+            handler.close_connection = True
+        else:
+            self._send(handler, 200, body)
+
+    @staticmethod
+    def _send(handler: BaseHTTPRequestHandler, status: int, body: bytes) -> None:
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def do_GET(self) -> None:
+        self.server.fake.answer(self)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, fake: FakeKubelet, context: ssl.SSLContext | None) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.fake = fake
+        self.context = context
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        # The TLS handshake runs in the connection's own thread, so a client that fails it (or never
+        # starts it) does not hold up the accept loop.
+        if self.context is None:
+            super().finish_request(request, client_address)
+            return
+        try:
+            connection = self.context.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError):
+            return
+        with connection:
+            super().finish_request(connection, client_address)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # clients that hang up mid-answer are part of these tests
+
+
+def _serve(fake: FakeKubelet, context: ssl.SSLContext | None) -> Iterator[FakeKubelet]:
+    server = _Server(fake, context)
+    scheme = "https" if context is not None else "http"
+    fake.url = f"{scheme}://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), name="fake-kubelet", daemon=True)
+    thread.start()
+    try:
+        yield fake
+    finally:
+        fake.release.set()
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def _files() -> dict[str, bytes]:
+    nodes = (FIXTURE / "nodes.json").read_bytes()
+    return {
+        "/stats/summary": (FIXTURE / "stats-summary.json").read_bytes(),
+        "/pods": (FIXTURE / "pods.json").read_bytes(),
+        "/api/v1/nodes": nodes,
+        # The API server's answer for one node; the NodeList stands in (the parser accepts both shapes).
+        f"/api/v1/nodes/{NODE}": nodes,
+    }
+
+
+@pytest.fixture
+def kubelet(pki: Pki) -> Iterator[FakeKubelet]:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(pki.cert, pki.key)
+    yield from _serve(FakeKubelet(files=_files()), context)
+
+
+@pytest.fixture
+def read_only_kubelet() -> Iterator[FakeKubelet]:
+    yield from _serve(FakeKubelet(files=_files(), token=None), None)
+
+
+@pytest.fixture
+def token_file(tmp_path: Path) -> Path:
+    path = tmp_path / "token"
+    path.write_text(TOKEN + "\n")
+    return path
+
+
+@pytest.fixture
+def make_source(pki: Pki, token_file: Path) -> Iterator[Callable[..., KubeletSource]]:
+    made: list[KubeletSource] = []
+
+    def make(base_url: str, **overrides: Any) -> KubeletSource:
+        options: dict[str, Any] = {
+            "base_url": base_url,
+            "node_name": NODE,
+            "token_file": token_file,
+            "ca_file": pki.ca,
+            "timeout_seconds": 2.0,
+            "wall_clock_ns": lambda: 1_700_000_000 * 10**9,
+        }
+        options.update(overrides)
+        source = KubeletSource(requests.Session(), **options)
+        made.append(source)
+        return source
+
+    yield make
+    for source in made:
+        source.close()
+
+
+def _expected(node_payload: bytes | None = None) -> Any:
+    files = _files()
+    return parse_scrape(
+        files["/stats/summary"],
+        files["/pods"],
+        node=NODE,
+        scraped_at_ns=1_700_000_000 * 10**9,
+        node_payload=node_payload,
+    )
+
+
+def _errors(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == kubelet_module.__name__ and r.levelno >= logging.ERROR
+    ]
+
+
+# --- the good path -----------------------------------------------------------------------------------------
+
+
+def test_scrape_over_https_with_ca_verification_and_token(
+    kubelet: FakeKubelet, make_source: Callable[..., KubeletSource]
+) -> None:
+    source = make_source(kubelet.url)
+    scrape = source.collect()
+    assert scrape == _expected()
+    assert len(scrape.containers) == 12
+    assert {path for path, _ in kubelet.requests} == {"/stats/summary", "/pods"}
+    assert {auth for _, auth in kubelet.requests} == {f"Bearer {TOKEN}"}
+    assert source.scrapes == 1
+
+
+def test_fetch_functions_return_the_raw_bodies(kubelet: FakeKubelet, pki: Pki) -> None:
+    with requests.Session() as session:
+        session.trust_env = False  # else REQUESTS_CA_BUNDLE, where set, would replace our CA
+        session.verify = str(pki.ca)
+        assert fetch_summary(session, kubelet.url, token=TOKEN) == kubelet.files["/stats/summary"]
+        assert fetch_pods(session, kubelet.url + "/", token=TOKEN) == kubelet.files["/pods"]
+
+
+def test_node_object_adds_capacity_and_is_cached(
+    kubelet: FakeKubelet, make_source: Callable[..., KubeletSource], pki: Pki
+) -> None:
+    source = make_source(
+        kubelet.url, node_object_url=f"{kubelet.url}/api/v1/nodes/{NODE}", node_object_ca_file=pki.ca
+    )
+    first = source.collect()
+    assert first == _expected(kubelet.files["/api/v1/nodes"])
+    assert first.node is not None
+    assert first.node.cpu_allocatable_millicores == 7910
+    source.collect()
+    node_reads = [path for path, _ in kubelet.requests if path.startswith("/api/")]
+    assert node_reads == [f"/api/v1/nodes/{NODE}"]  # the second scrape reused the first answer
+
+
+def test_node_object_failure_does_not_fail_the_scrape(
+    kubelet: FakeKubelet,
+    make_source: Callable[..., KubeletSource],
+    pki: Pki,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    kubelet.forbidden.add(f"/api/v1/nodes/{NODE}")
+    source = make_source(
+        kubelet.url,
+        node_object_url=f"{kubelet.url}/api/v1/nodes/{NODE}",
+        node_object_ca_file=pki.ca,
+        node_object_refresh_seconds=0.0,
+    )
+    with caplog.at_level(logging.WARNING, logger=kubelet_module.__name__):
+        for _ in range(3):
+            scrape = source.collect()
+            assert scrape.node is not None
+            assert scrape.node.cpu_capacity_millicores is None
+    assert source.failures.node_object == 3
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "RBAC get on nodes" in warnings[0]
+    kubelet.forbidden.clear()
+    with caplog.at_level(logging.INFO, logger=kubelet_module.__name__):
+        scrape = source.collect()
+    assert scrape.node is not None
+    assert scrape.node.cpu_capacity_millicores == 8000
+    assert any("readable again" in r.getMessage() for r in caplog.records)
+
+
+def test_read_only_port_over_http_sends_no_token(
+    read_only_kubelet: FakeKubelet, make_source: Callable[..., KubeletSource]
+) -> None:
+    source = make_source(read_only_kubelet.url)
+    assert source.collect() == _expected()
+    assert {auth for _, auth in read_only_kubelet.requests} == {None}
+
+
+def test_insecure_skip_verify_warns_once_and_works(
+    kubelet: FakeKubelet, make_source: Callable[..., KubeletSource], caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger=kubelet_module.__name__):
+        source = make_source(kubelet.url, ca_file=None, insecure_skip_verify=True)
+        source.collect()
+        source.collect()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "TLS verification" in warnings[0]
+    assert "OFF" in warnings[0]
+
+
+def test_rotated_token_is_read_again(
+    kubelet: FakeKubelet, make_source: Callable[..., KubeletSource], token_file: Path
+) -> None:
+    source = make_source(kubelet.url)
+    source.collect()
+    # A projected token is replaced by a new file swapped in by rename.
+    replacement = token_file.with_name("token.new")
+    replacement.write_text("token-two")
+    replacement.replace(token_file)
+    kubelet.token = "token-two"
+    source.collect()
+    assert kubelet.requests[-1] == ("/pods", "Bearer token-two")
+
+
+# --- failures: one line per episode, a counter per cause, recovery -----------------------------------------
+
+
+def test_wrong_token_is_logged_once_counted_and_recovers(
+    kubelet: FakeKubelet,
+    make_source: Callable[..., KubeletSource],
+    token_file: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    kubelet.token = "the-real-token"
+    source = make_source(kubelet.url)
+    with caplog.at_level(logging.DEBUG, logger=kubelet_module.__name__):
+        for _ in range(3):
+            with pytest.raises(SourceAuthError, match="401"):
+                source.collect()
+        assert source.failures.unauthorized == 3
+        [line] = _errors(caplog)
+        assert "401 Unauthorized" in line
+        assert str(token_file) in line
+        assert "rejected" in line
+        token_file.write_text("the-real-token")
+        assert source.collect() == _expected()
+    assert any(r.levelno == logging.INFO and "readable again" in r.getMessage() for r in caplog.records)
+    assert source.scrapes == 1
+
+
+def test_missing_token_file_names_the_setting(
+    kubelet: FakeKubelet, make_source: Callable[..., KubeletSource], tmp_path: Path
+) -> None:
+    source = make_source(kubelet.url, token_file=tmp_path / "absent")
+    with pytest.raises(SourceAuthError, match="KPULSE_COLLECTOR_KUBELET_TOKEN_FILE"):
+        source.collect()
+    assert {auth for _, auth in kubelet.requests} == {None}
+
+
+def test_forbidden_names_the_rbac_the_endpoint_needs(
+    kubelet: FakeKubelet, make_source: Callable[..., KubeletSource]
+) -> None:
+    source = make_source(kubelet.url)
+    kubelet.forbidden = {"/stats/summary"}
+    with pytest.raises(SourceAuthError, match="get on nodes/stats"):
+        source.collect()
+    kubelet.forbidden = {"/pods"}
+    with pytest.raises(SourceAuthError, match="get on nodes/proxy"):
+        source.collect()
+    assert source.failures.forbidden == 2
+
+
+@pytest.mark.parametrize(
+    ("mode", "cause", "words"),
+    [
+        ("500", "http_error", "HTTP 500"),
+        ("garbage", "bad_payload", "not a valid /stats/summary document"),
+        ("truncated", "truncated", "cut off"),
+    ],
+)
+def test_bad_answers_fail_the_scrape_once_logged_and_recover(
+    kubelet: FakeKubelet,
+    make_source: Callable[..., KubeletSource],
+    caplog: pytest.LogCaptureFixture,
+    mode: str,
+    cause: str,
+    words: str,
+) -> None:
+    source = make_source(kubelet.url)
+    kubelet.mode = mode
+    with caplog.at_level(logging.INFO, logger=kubelet_module.__name__):
+        for _ in range(2):
+            with pytest.raises(SourceError, match=words) as raised:
+                source.collect()
+            assert not isinstance(raised.value, SourceAuthError)
+        assert getattr(source.failures, cause) == 2
+        assert len(_errors(caplog)) == 1
+        kubelet.mode = "ok"
+        assert source.collect() == _expected()
+
+
+def test_a_hanging_kubelet_times_out_within_the_deadline(
+    kubelet: FakeKubelet, make_source: Callable[..., KubeletSource], caplog: pytest.LogCaptureFixture
+) -> None:
+    source = make_source(kubelet.url, timeout_seconds=0.5)
+    kubelet.mode = "hang"
+    started = time.monotonic()
+    with (
+        caplog.at_level(logging.INFO, logger=kubelet_module.__name__),
+        pytest.raises(SourceError, match="no answer"),
+    ):
+        source.collect()
+    assert time.monotonic() - started < 5.0
+    assert source.failures.timeout == 1
+    kubelet.release.set()
+    kubelet.mode = "ok"
+    assert source.collect() == _expected()
+
+
+def test_a_trickling_kubelet_is_cut_at_the_scrape_deadline(
+    kubelet: FakeKubelet, make_source: Callable[..., KubeletSource], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each chunk arrives in time, but the whole answer does not: the source's own clock says when to stop.
+    ticks = iter(range(100))
+    monkeypatch.setattr(kubelet_module.time, "monotonic", lambda: float(next(ticks)))
+    monkeypatch.setattr(kubelet_module, "_CHUNK_BYTES", 1024)
+    source = make_source(kubelet.url, timeout_seconds=30.0, monotonic=lambda: 0.0)
+    with pytest.raises(SourceError, match="no answer"):
+        source.collect()
+    assert source.failures.timeout == 1
+
+
+def test_an_oversized_answer_is_refused(
+    kubelet: FakeKubelet, make_source: Callable[..., KubeletSource], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(kubelet_module, "MAX_BODY_BYTES", 1000)
+    source = make_source(kubelet.url)
+    with pytest.raises(SourceError, match="larger than 1000 bytes"):
+        source.collect()
+    assert source.failures.bad_payload == 1
+
+
+def test_different_causes_each_get_their_line(
+    kubelet: FakeKubelet, make_source: Callable[..., KubeletSource], caplog: pytest.LogCaptureFixture
+) -> None:
+    source = make_source(kubelet.url)
+    with caplog.at_level(logging.INFO, logger=kubelet_module.__name__):
+        for mode in ("500", "500", "garbage", "garbage", "500"):
+            kubelet.mode = mode
+            with pytest.raises(SourceError):
+                source.collect()
+        kubelet.mode = "ok"
+        source.collect()
+        kubelet.mode = "500"
+        with pytest.raises(SourceError):
+            source.collect()
+    assert len(_errors(caplog)) == 4  # 500, garbage, 500 again, then a new episode after recovery
+    assert source.failures.http_error == 4
+    assert source.failures.bad_payload == 2
+
+
+def test_untrusted_certificate_points_at_the_ca_setting(
+    kubelet: FakeKubelet, make_source: Callable[..., KubeletSource], pki: Pki
+) -> None:
+    source = make_source(kubelet.url, ca_file=pki.other_ca)
+    with pytest.raises(SourceError, match="KPULSE_COLLECTOR_KUBELET_CA_FILE") as raised:
+        source.collect()
+    assert "INSECURE_SKIP_VERIFY" in str(raised.value)
+    assert source.failures.tls == 1
+
+
+def test_https_to_a_plain_http_port_is_a_tls_failure(
+    read_only_kubelet: FakeKubelet, make_source: Callable[..., KubeletSource]
+) -> None:
+    source = make_source(read_only_kubelet.url.replace("http://", "https://"))
+    with pytest.raises(SourceError, match="TLS handshake"):
+        source.collect()
+    assert source.failures.tls == 1
+
+
+def test_connection_refused_points_at_url_and_port(make_source: Callable[..., KubeletSource]) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    source = make_source(f"https://127.0.0.1:{port}")
+    with pytest.raises(SourceError, match="cannot connect") as raised:
+        source.collect()
+    assert "KPULSE_COLLECTOR_KUBELET_URL" in str(raised.value)
+    assert source.failures.connection == 1
+
+
+def test_a_kubelet_of_another_node_is_refused(
+    kubelet: FakeKubelet, make_source: Callable[..., KubeletSource]
+) -> None:
+    source = make_source(kubelet.url, node_name="duckboat-02")
+    with pytest.raises(SourceError, match="KPULSE_COLLECTOR_NODE_NAME"):
+        source.collect()
+    assert source.failures.wrong_node == 1
+
+
+# --- configuration -----------------------------------------------------------------------------------------
+
+
+def test_base_url_defaults_to_node_ip_on_the_secure_port() -> None:
+    assert kubelet_base_url(None, {"NODE_IP": "10.0.0.7"}) == "https://10.0.0.7:10250"
+    assert kubelet_base_url(None, {"NODE_IP": "fd00::7"}) == "https://[fd00::7]:10250"
+    assert kubelet_base_url("http://10.0.0.7:10255/", {}) == "http://10.0.0.7:10255"
+    with pytest.raises(SourceError, match="NODE_IP"):
+        kubelet_base_url(None, {})
+    with pytest.raises(SourceError, match="KPULSE_COLLECTOR_KUBELET_URL"):
+        kubelet_base_url("10.0.0.7:10250", {})
+
+
+def test_in_cluster_node_url() -> None:
+    environ = {"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"}
+    assert in_cluster_node_url("n1", environ) == "https://10.96.0.1:443/api/v1/nodes/n1"
+    assert in_cluster_node_url("n1", {}) is None
+
+
+def test_from_settings(kubelet: FakeKubelet, pki: Pki, token_file: Path) -> None:
+    settings = CollectorSettings(
+        node_name=NODE,
+        kubelet_url=kubelet.url,
+        kubelet_token_file=token_file,
+        kubelet_ca_file=pki.ca,
+        interval_seconds=5,
+    )
+    source = KubeletSource.from_settings(settings, environ={})
+    try:
+        # Every reading of the capture carries its own time, so the wall clock does not show.
+        assert source.collect() == _expected()
+    finally:
+        source.close()
+
+
+def test_a_missing_ca_file_is_refused_at_start(tmp_path: Path, token_file: Path) -> None:
+    settings = CollectorSettings(
+        node_name=NODE,
+        kubelet_url="https://127.0.0.1:10250",
+        kubelet_token_file=token_file,
+        kubelet_ca_file=tmp_path / "absent.pem",
+    )
+    with pytest.raises(SourceError, match="KPULSE_COLLECTOR_KUBELET_CA_FILE"):
+        KubeletSource.from_settings(settings, requests.Session(), environ={})

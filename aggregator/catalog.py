@@ -145,7 +145,7 @@ FS_CAPACITY_BYTES = _m(
     "fs_capacity_bytes",
     Kind.GAUGE,
     "bytes",
-    {_C, _P, _N},
+    {_C, _N},
     "Capacity of the filesystem backing fs_usage_bytes.",
 )
 RESTART_COUNT = _m(

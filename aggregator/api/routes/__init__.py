@@ -1,0 +1,1 @@
+"""One router per resource: ``ingest`` (batches from collectors), ``health`` (probes), ``metrics``."""

@@ -8,19 +8,17 @@ import os
 import signal
 import sys
 import threading
-from functools import partial
 
 import orjson
 import requests
 from pydantic import ValidationError
 
-from collector.agent import Agent, NodeReader
+from collector.agent import Agent
 from collector.errors import SourceError
 from collector.points import batch_points
 from collector.settings import CollectorSettings, describe_settings_error, get_settings
 from collector.shipper import Shipper
 from collector.sources import Source
-from collector.sources.node import read_node_sample
 
 log = logging.getLogger("collector")
 
@@ -32,15 +30,15 @@ def choose_source(settings: CollectorSettings) -> str:
     return "kubelet" if os.environ.get("KUBERNETES_SERVICE_HOST") else "docker"
 
 
-def build_source(settings: CollectorSettings) -> tuple[Source, NodeReader | None]:
-    """The configured source, and a /proc node reader when the source does not report the node itself."""
+def build_source(settings: CollectorSettings) -> Source:
+    """The configured source (each reports the node's own usage too: kubelet stats or the host's /proc)."""
     if choose_source(settings) == "kubelet":
         from collector.sources.kubelet import KubeletSource  # noqa: PLC0415 - only needed in a cluster
 
-        return KubeletSource.from_settings(settings), None
+        return KubeletSource.from_settings(settings)
     from collector.sources.docker import DockerSource  # noqa: PLC0415 - only needed on Docker hosts
 
-    return DockerSource.from_settings(settings), partial(read_node_sample, settings.proc_path)
+    return DockerSource.from_settings(settings)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,25 +55,24 @@ def main(argv: list[str] | None = None) -> int:
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
     try:
-        source, node_reader = build_source(settings)
+        source = build_source(settings)
     except SourceError as exc:
         log.error("cannot start: %s", exc)
         return 1
     try:
         if args.once:
-            return _print_once(settings, source, node_reader)
-        return _run(settings, source, node_reader)
+            return _print_once(settings, source)
+        return _run(settings, source)
     finally:
         source.close()
 
 
-def _print_once(settings: CollectorSettings, source: Source, node_reader: NodeReader | None) -> int:
+def _print_once(settings: CollectorSettings, source: Source) -> int:
     agent = Agent(
         source,
         lambda batch: None,
         node_name=settings.node_name,
         interval_seconds=settings.interval_seconds,
-        node_reader=node_reader,
     )
     try:
         batch = agent.scrape_once()
@@ -83,13 +80,17 @@ def _print_once(settings: CollectorSettings, source: Source, node_reader: NodeRe
         log.error("scrape failed: %s", exc)
         return 1
     out = sys.stdout.buffer
-    for point in batch_points(batch):
-        out.write(orjson.dumps(point) + b"\n")
-    out.flush()
+    try:
+        for point in batch_points(batch):
+            out.write(orjson.dumps(point) + b"\n")
+        out.flush()
+    except BrokenPipeError:
+        # The reader (``| head``) has seen enough; that is not an error of ours.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 
-def _run(settings: CollectorSettings, source: Source, node_reader: NodeReader | None) -> int:
+def _run(settings: CollectorSettings, source: Source) -> int:
     token = settings.ingest_token.get_secret_value() if settings.ingest_token else None
     if token is None:
         log.warning("KPULSE_INGEST_TOKEN is unset: only an aggregator on this host (loopback) will accept us")
@@ -108,7 +109,6 @@ def _run(settings: CollectorSettings, source: Source, node_reader: NodeReader | 
         shipper.submit,
         node_name=settings.node_name,
         interval_seconds=settings.interval_seconds,
-        node_reader=node_reader,
     )
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -20,12 +20,9 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from collector.errors import SourceError
 from collector.sources import Source
-from collector.wire import Batch, NodeSample
+from collector.wire import Batch
 
 log = logging.getLogger(__name__)
-
-NodeReader = Callable[[], NodeSample | None]
-"""Reads the node's own usage when the source does not report it (Docker hosts read /proc)."""
 
 
 @dataclass(slots=True)
@@ -45,26 +42,21 @@ class Agent:
         *,
         node_name: str,
         interval_seconds: float,
-        node_reader: NodeReader | None = None,
         clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         self._source = source
         self._submit = submit
         self._node_name = node_name
         self._interval_seconds = interval_seconds
-        self._node_reader = node_reader
         self._clock_ns = clock_ns
         self._failing = False
         self.stats = AgentStats()
 
     def scrape_once(self) -> Batch:
-        """Read the source (and the node) once; raises ``SourceError`` when the source is unreachable."""
+        """Read the source once; raises ``SourceError`` when the source is unreachable."""
         scraped_at_ns = self._clock_ns()
         started = time.monotonic()
         scrape = self._source.collect()
-        node = scrape.node
-        if node is None and self._node_reader is not None:
-            node = self._node_reader()
         self.stats.last_scrape_seconds = time.monotonic() - started
         return Batch(
             batch_id=uuid.uuid4().hex,
@@ -72,7 +64,7 @@ class Agent:
             source=self._source.name,
             scraped_at_ns=scraped_at_ns,
             interval_seconds=self._interval_seconds,
-            node_sample=node,
+            node_sample=scrape.node,
             containers=scrape.containers,
             pods=scrape.pods,
         )

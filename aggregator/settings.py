@@ -1,4 +1,4 @@
-"""The aggregator's settings, read from ``KPULSE_AGGREGATOR_*`` environment variables (and the shared token)."""
+"""The aggregator's settings, from ``KPULSE_AGGREGATOR_*`` environment variables (and the shared token)."""
 
 from __future__ import annotations
 
@@ -44,6 +44,13 @@ class AggregatorSettings(BaseSettings):
     flush_interval_seconds: Annotated[float, Field(gt=0)] = 1.0
     write_buffer_max_points: Annotated[int, Field(ge=1)] = 2_000_000
     """Points held in memory while InfluxDB is unreachable; the oldest are dropped (counted, logged) above."""
+
+    query_window_seconds: Annotated[float, Field(gt=0)] = 900.0
+    """How much recent data the query API holds in memory; older ranges are read from InfluxDB."""
+    series_eviction_seconds: Annotated[float, Field(gt=0)] = 900.0
+    """The query API forgets containers, pods and nodes not seen for this long."""
+    query_token: SecretStr | None = None
+    """When set, the query API (Heapster model, metrics.k8s.io) requires it as a bearer token."""
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

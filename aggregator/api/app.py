@@ -110,6 +110,8 @@ def create_app(
             with contextlib.suppress(asyncio.CancelledError):
                 await ticker
             await _drain(state, active, owned=owned)
+            if state.query is not None:
+                state.query.close()
 
     app = FastAPI(
         title="kpulse aggregator",

@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    # apscheduler logs two INFO lines per run; a scrape every 10 s would drown the useful lines.
+    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
     try:
         source = build_source(settings)
     except SourceError as exc:

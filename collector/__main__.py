@@ -13,6 +13,7 @@ import orjson
 import requests
 from pydantic import ValidationError
 
+from collector import heartbeat
 from collector.agent import Agent
 from collector.errors import SourceError
 from collector.points import batch_points
@@ -45,12 +46,19 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     parser = argparse.ArgumentParser(prog="python -m collector", description=__doc__)
     parser.add_argument("--once", action="store_true", help="print one scrape as JSON lines and exit")
+    parser.add_argument(
+        "--check-heartbeat",
+        action="store_true",
+        help="exit 0 when the running agent's heartbeat file is fresh (liveness probe), 1 otherwise",
+    )
     args = parser.parse_args(argv)
     try:
         settings = get_settings()
     except ValidationError as exc:
         print(describe_settings_error(exc, env_prefix="KPULSE_COLLECTOR_"), file=sys.stderr)
         return 2
+    if args.check_heartbeat:
+        return _check_heartbeat(settings)
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
@@ -67,6 +75,19 @@ def main(argv: list[str] | None = None) -> int:
         return _run(settings, source)
     finally:
         source.close()
+
+
+def _check_heartbeat(settings: CollectorSettings) -> int:
+    if settings.heartbeat_file is None:
+        print("KPULSE_COLLECTOR_HEARTBEAT_FILE is not set: there is no heartbeat to check", file=sys.stderr)
+        return 1
+    reason = heartbeat.problem(
+        settings.heartbeat_file, max_age_seconds=heartbeat.max_age_seconds(settings.interval_seconds)
+    )
+    if reason is not None:
+        print(reason, file=sys.stderr)
+        return 1
+    return 0
 
 
 def _print_once(settings: CollectorSettings, source: Source) -> int:
@@ -111,6 +132,7 @@ def _run(settings: CollectorSettings, source: Source) -> int:
         shipper.submit,
         node_name=settings.node_name,
         interval_seconds=settings.interval_seconds,
+        heartbeat_file=settings.heartbeat_file,
     )
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -14,11 +14,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from collector.errors import SourceError
+from collector.heartbeat import beat
 from collector.sources import Source
 from collector.wire import Batch
 
@@ -43,12 +45,14 @@ class Agent:
         node_name: str,
         interval_seconds: float,
         clock_ns: Callable[[], int] = time.time_ns,
+        heartbeat_file: Path | None = None,
     ) -> None:
         self._source = source
         self._submit = submit
         self._node_name = node_name
         self._interval_seconds = interval_seconds
         self._clock_ns = clock_ns
+        self._heartbeat_file = heartbeat_file
         self._failing = False
         self.stats = AgentStats()
 
@@ -72,6 +76,9 @@ class Agent:
     def tick(self) -> None:
         """One scheduled run: scrape and submit; a failing source is logged once per episode."""
         self.stats.scrapes += 1
+        if self._heartbeat_file is not None:
+            # Liveness of the schedule itself: an unreachable source is reported, not fixed by a restart.
+            beat(self._heartbeat_file)
         try:
             batch = self.scrape_once()
         except SourceError as exc:

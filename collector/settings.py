@@ -48,6 +48,9 @@ class CollectorSettings(BaseSettings):
     kubelet_ca_file: Path | None = None
     kubelet_insecure_skip_verify: bool = False
 
+    heartbeat_file: Path | None = None
+    """Touched after every scheduled scrape; ``python -m collector --check-heartbeat`` checks its age."""
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @property

@@ -250,3 +250,15 @@ def test_stack_brings_the_hosts_containers_into_influxdb(
         f'SHOW TAG VALUES FROM "node" WITH KEY = "cluster" WHERE "node" = {quote_string(NODE_NAME)}'
     )
     assert {row["value"] for row in clusters} == {CLUSTER_NAME}
+
+    # Every kpulse service reports healthy through its own healthcheck (the collector's heartbeat too).
+    def health() -> dict[str, str]:
+        found = docker_client.containers.list(filters={"label": f"com.docker.compose.project={PROJECT}"})
+        return {c.labels["com.docker.compose.service"]: c.attrs["State"]["Health"]["Status"] for c in found}
+
+    wait_until(
+        lambda: all(status == "healthy" for status in health().values()),
+        DATA_DEADLINE_SECONDS,
+        lambda: f"not every service became healthy: {health()}\n{stack.logs()}",
+        every_seconds=1.0,
+    )

@@ -173,6 +173,13 @@ def test_collector_runs_on_every_node_unprivileged_with_its_node_from_the_downwa
     assert env["KPULSE_COLLECTOR_AGGREGATOR_URL"]["value"] == "http://aggregator:8080"
     assert set(spec["resources"]) == {"requests", "limits"}
     assert set(spec["resources"]["limits"]) == {"cpu", "memory"}
+    # Liveness through the heartbeat the agent touches, on a writable volume under a read-only root.
+    assert spec["livenessProbe"]["exec"]["command"] == ["python", "-m", "collector", "--check-heartbeat"]
+    heartbeat = Path(env["KPULSE_COLLECTOR_HEARTBEAT_FILE"]["value"])
+    mounts = {mount["name"]: mount["mountPath"] for mount in spec["volumeMounts"]}
+    assert any(heartbeat.parent == Path(path) for path in mounts.values())
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    assert all("emptyDir" in volumes[name] for name in mounts)
 
 
 @pytest.mark.parametrize("target", TARGETS, ids=target_id)

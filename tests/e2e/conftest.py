@@ -365,6 +365,7 @@ def docker_host_e2e(
         env = _service_env(
             port=port, database=database, influx_url=influx_url, token=secrets.token_urlsafe(24)
         )
+        env["KPULSE_COLLECTOR_HEARTBEAT_FILE"] = str(scratch / "collector.heartbeat")
         scenario = DockerHostScenario(
             influx_url=influx_url,
             database=database,

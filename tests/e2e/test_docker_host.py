@@ -510,6 +510,18 @@ def test_collector_once_prints_one_scrape_as_points(docker_host_e2e: DockerHostS
     assert any(point["tags"].get("container") == burner.container for point in points), done.stdout[:2000]
 
 
+def test_running_collector_passes_its_liveness_probe(docker_host_e2e: DockerHostScenario) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "collector", "--check-heartbeat"],
+        env=docker_host_e2e.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+
+
 # -------------------------------------------------------------------------------------------- restart
 
 

@@ -47,7 +47,9 @@ LABEL org.opencontainers.image.title="kpulse" \
       org.opencontainers.image.licenses="Apache-2.0"
 RUN groupadd --system --gid 10001 kpulse \
     && useradd --system --uid 10001 --gid kpulse --home-dir /nonexistent --no-create-home \
-        --shell /usr/sbin/nologin kpulse
+        --shell /usr/sbin/nologin kpulse \
+    && mkdir -p /var/lib/kpulse/spool \
+    && chown -R 10001:10001 /var/lib/kpulse
 COPY --from=builder /opt/kpulse /opt/kpulse
 ENV PATH=/opt/kpulse/bin:$PATH \
     PYTHONUNBUFFERED=1 \

@@ -63,7 +63,8 @@ class AggregatorMetrics:
             self.batches_received.labels(outcome=outcome)
         self.samples_received = Counter(
             f"{PREFIX}_samples_received",
-            "Samples in parsed batches, by kind (container, pod, node) and outcome (accepted, duplicate).",
+            "Samples in parsed batches, by kind (container, pod, node) and outcome (accepted, duplicate, "
+            "rejected: invalid, left out of an otherwise accepted batch).",
             ["kind", "outcome"],
             registry=self.registry,
         )
@@ -147,6 +148,17 @@ def _sink_families(sink: MonitoredSink) -> Iterator[Metric]:
     if stats.buffer_capacity is not None:
         yield _gauge(
             "write_buffer_capacity_points", "Points the write buffer holds at most.", stats.buffer_capacity
+        )
+    if stats.spool_bytes is not None:
+        yield _gauge("spool_bytes", "Bytes the on-disk spool holds.", stats.spool_bytes)
+    if stats.spool_capacity_bytes is not None:
+        yield _gauge(
+            "spool_capacity_bytes", "Bytes the on-disk spool holds at most.", stats.spool_capacity_bytes
+        )
+        yield _counter(
+            "spool_points_dropped",
+            "Points the spool dropped: oldest segments when full, corrupt records (in points_dropped too).",
+            stats.spool_points_dropped,
         )
     if stats.last_success_ns is not None:
         yield _gauge(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, HttpUrl, SecretStr, model_validator
@@ -44,6 +45,10 @@ class AggregatorSettings(BaseSettings):
     flush_interval_seconds: Annotated[float, Field(gt=0)] = 1.0
     write_buffer_max_points: Annotated[int, Field(ge=1)] = 2_000_000
     """Points held in memory while InfluxDB is unreachable; the oldest are dropped (counted, logged) above."""
+    spool_dir: Path | None = None
+    """Directory of the on-disk spool; unset: the memory buffer above only (see docs/durability.md)."""
+    spool_max_bytes: Annotated[int, Field(ge=1024 * 1024)] = 1024 * 1024 * 1024
+    """Most bytes the spool keeps on disk; the oldest segments are dropped (counted, logged) above."""
 
     query_window_seconds: Annotated[float, Field(gt=0)] = 900.0
     """How much recent data the query API holds in memory; older ranges are read from InfluxDB."""
@@ -51,6 +56,11 @@ class AggregatorSettings(BaseSettings):
     """The query API forgets containers, pods and nodes not seen for this long."""
     query_token: SecretStr | None = None
     """When set, the query API (Heapster model, metrics.k8s.io) requires it as a bearer token."""
+
+    tls_cert_file: Path | None = None
+    """PEM certificate (chain) to serve HTTPS with; needs ``tls_key_file``. Unset: plain HTTP."""
+    tls_key_file: Path | None = None
+    """PEM private key of ``tls_cert_file``."""
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -64,6 +74,14 @@ class AggregatorSettings(BaseSettings):
             ]
             if missing:
                 raise ValueError(f"influx_api=v2 needs {', '.join(missing)}")
+        return self
+
+    @model_validator(mode="after")
+    def _tls_needs_both_files(self) -> AggregatorSettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError(
+                "HTTPS needs both KPULSE_AGGREGATOR_TLS_CERT_FILE and KPULSE_AGGREGATOR_TLS_KEY_FILE"
+            )
         return self
 
 

@@ -29,6 +29,7 @@ from aggregator.sinks import Sink
 from aggregator.sinks.buffered import Backend, BufferedWriter, MonitoredSink
 from aggregator.sinks.influx_v1 import InfluxV1Backend
 from aggregator.sinks.influx_v2 import InfluxV2Backend
+from aggregator.sinks.spool import Spool, SpooledWriter
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +39,8 @@ DRAIN_SECONDS = 10.0
 """How long shutdown waits for buffered points to reach InfluxDB before counting them as dropped."""
 
 
-def build_sink(settings: AggregatorSettings) -> BufferedWriter:
-    """The buffered InfluxDB writer the settings describe (v1 or v2 API)."""
+def build_sink(settings: AggregatorSettings) -> BufferedWriter | SpooledWriter:
+    """The InfluxDB writer the settings describe (v1 or v2 API), spooling to disk when a spool dir is set."""
     backend: Backend
     if settings.influx_api == "v2":
         # The settings validator guarantees token, org and bucket for v2.
@@ -63,6 +64,16 @@ def build_sink(settings: AggregatorSettings) -> BufferedWriter:
             username=settings.influx_username,
             password=password,
             timeout_seconds=settings.influx_timeout_seconds,
+        )
+    if settings.spool_dir is not None:
+        log.info(
+            "spooling to %s (at most %d bytes) before InfluxDB", settings.spool_dir, settings.spool_max_bytes
+        )
+        return SpooledWriter(
+            backend,
+            Spool(settings.spool_dir, max_bytes=settings.spool_max_bytes),
+            batch_points=settings.write_batch_points,
+            flush_interval_seconds=settings.flush_interval_seconds,
         )
     return BufferedWriter(
         backend,
@@ -151,10 +162,10 @@ async def _drain(state: AggregatorState, sink: Sink, *, owned: bool) -> None:
     # Rollups already due go out with the rest; buckets still in their grace period cannot be completed.
     _tick_once(state, sink)
     drained = await anyio.to_thread.run_sync(sink.flush, DRAIN_SECONDS)
-    if not drained:
+    if not drained and not isinstance(sink, SpooledWriter):
         log.error("shutdown: InfluxDB did not take every buffered point within %.0f s", DRAIN_SECONDS)
     if owned:
-        if isinstance(sink, BufferedWriter):
+        if isinstance(sink, BufferedWriter | SpooledWriter):
             # Already drained as far as it goes: do not wait the full drain time a second time.
             await anyio.to_thread.run_sync(sink.close, 1.0)
         else:

@@ -76,6 +76,11 @@ class WriterStats:
     last_success_ns: int | None = None
     last_error: str | None = None
     """The last write's failure while InfluxDB has not accepted a write since; ``None`` when healthy."""
+    spool_bytes: int | None = None
+    """Bytes on disk in the spool (``None``: no spool, the buffer is memory only)."""
+    spool_capacity_bytes: int | None = None
+    spool_points_dropped: int = 0
+    """Points the spool dropped (oldest segments when full, corrupt records); in ``points_dropped`` too."""
 
     @property
     def buffer_fill_ratio(self) -> float:

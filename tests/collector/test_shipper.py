@@ -109,6 +109,21 @@ def test_outage_is_buffered_and_replayed_in_order(peer: _Peer) -> None:
     assert shipper.stats.batches_dropped_overflow == 0
 
 
+def test_a_5xx_answer_is_not_an_acknowledgement_and_the_batch_is_resent(peer: _Peer) -> None:
+    # An aggregator that cannot make a batch durable answers 5xx (or dies: connection reset): resend it.
+    peer.status = 503
+    shipper = _shipper(peer.url)
+    for n in range(3):
+        shipper.submit(_batch(n))
+    wait_until(lambda: shipper.stats.send_failures >= 2, 10, "shipper never retried after a 503")
+    assert shipper.buffered == 3
+    peer.status = 202
+    assert shipper.flush(15), "buffer did not drain after the aggregator recovered"
+    shipper.close()
+    assert [body["batch_id"] for body in peer.received] == ["b0", "b1", "b2"]
+    assert shipper.stats.batches_rejected == shipper.stats.batches_dropped_overflow == 0
+
+
 def test_overflow_drops_the_oldest_and_counts_them(peer: _Peer, caplog: pytest.LogCaptureFixture) -> None:
     port = peer.port
     peer.stop()

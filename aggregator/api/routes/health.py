@@ -44,7 +44,16 @@ async def readyz(state: StateDep, response: Response) -> ReadinessResponse:
         last_write_success_ns=stats.last_success_ns,
     )
     reason: str | None = None
-    if stats.buffer_fill_ratio > BUFFER_NOT_READY_RATIO:
+    if stats.spool_bytes is not None and stats.spool_capacity_bytes:
+        # An InfluxDB outage is absorbed on disk (bounded): stay in rotation so collectors keep delivering
+        # durably, until the spool is about to drop its oldest data.
+        fill = stats.spool_bytes / stats.spool_capacity_bytes
+        if fill > BUFFER_NOT_READY_RATIO:
+            reason = (
+                f"spool {fill:.0%} full ({stats.spool_bytes} of {stats.spool_capacity_bytes} bytes): "
+                f"InfluxDB is not keeping up ({stats.last_error or 'no write error'})"
+            )
+    elif stats.buffer_fill_ratio > BUFFER_NOT_READY_RATIO:
         reason = (
             f"write buffer {stats.buffer_fill_ratio:.0%} full ({stats.buffer_depth} of "
             f"{stats.buffer_capacity} points): InfluxDB is not keeping up"

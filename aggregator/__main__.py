@@ -67,7 +67,8 @@ def main() -> int:
         else f"{settings.influx_url} bucket {settings.influx_bucket}"
     )
     log.info(
-        "kpulse aggregator listening on %s:%d, writing to InfluxDB %s API at %s",
+        "kpulse aggregator listening on %s://%s:%d, writing to InfluxDB %s API at %s",
+        "https" if settings.tls_cert_file is not None else "http",
         settings.host,
         settings.port,
         settings.influx_api,
@@ -80,6 +81,8 @@ def main() -> int:
         log_config=None,  # keep the one-line root handler configured above
         # A line per collector request every few seconds drowns the log; /metrics counts requests.
         access_log=settings.log_level == "DEBUG",
+        ssl_certfile=settings.tls_cert_file,
+        ssl_keyfile=settings.tls_key_file,
     )
     return 0
 

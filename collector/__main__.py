@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import threading
+from typing import Any
 
 import orjson
 import requests
@@ -22,6 +23,24 @@ from collector.shipper import Shipper
 from collector.sources import Source
 
 log = logging.getLogger("collector")
+
+
+class CaPinnedSession(requests.Session):
+    """A session that verifies servers against ``ca_file`` only, whatever the environment says.
+
+    requests lets ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` override ``Session.verify``; many base images set
+    them, which would silently swap the aggregator's CA for the system bundle (and fail to connect).
+    """
+
+    def __init__(self, ca_file: str) -> None:
+        super().__init__()
+        self.verify = ca_file
+
+    def merge_environment_settings(self, *args: Any, **kwargs: Any) -> Any:
+        """The environment's settings, with ``verify`` pinned to the CA file."""
+        merged = super().merge_environment_settings(*args, **kwargs)
+        merged["verify"] = self.verify
+        return merged
 
 
 def choose_source(settings: CollectorSettings) -> str:
@@ -64,17 +83,42 @@ def main(argv: list[str] | None = None) -> int:
     )
     # apscheduler logs two INFO lines per run; a scrape every 10 s would drown the useful lines.
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
-    try:
-        source = build_source(settings)
-    except SourceError as exc:
-        log.error("cannot start: %s", exc)
-        return 1
-    try:
-        if args.once:
+    if args.once:
+        try:
+            source = build_source(settings)
+        except SourceError as exc:
+            log.error("cannot start: %s", exc)
+            return 1
+        try:
             return _print_once(settings, source)
-        return _run(settings, source)
+        finally:
+            source.close()
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    waited = _build_source_patiently(settings, stop)
+    if waited is None:
+        return 0
+    try:
+        return _run(settings, waited, stop)
     finally:
-        source.close()
+        waited.close()
+
+
+def _build_source_patiently(settings: CollectorSettings, stop: threading.Event) -> Source | None:
+    """The source, retried with backoff while it cannot be reached; ``None`` when stopped meanwhile.
+
+    A node agent started before its engine (boot order, a dockerd restart) must wait for it, not exit.
+    """
+    backoff = settings.retry_initial_seconds
+    while True:
+        try:
+            return build_source(settings)
+        except SourceError as exc:
+            log.warning("cannot reach the source yet: %s; retrying in %gs", exc, backoff)
+        if stop.wait(backoff):
+            return None
+        backoff = min(backoff * 2, settings.retry_max_seconds)
 
 
 def _check_heartbeat(settings: CollectorSettings) -> int:
@@ -113,12 +157,17 @@ def _print_once(settings: CollectorSettings, source: Source) -> int:
     return 0
 
 
-def _run(settings: CollectorSettings, source: Source) -> int:
+def _run(settings: CollectorSettings, source: Source, stop: threading.Event) -> int:
     token = settings.ingest_token.get_secret_value() if settings.ingest_token else None
     if token is None:
         log.warning("KPULSE_INGEST_TOKEN is unset: only an aggregator on this host (loopback) will accept us")
+    session = (
+        requests.Session()
+        if settings.aggregator_ca_file is None
+        else CaPinnedSession(str(settings.aggregator_ca_file))
+    )
     shipper = Shipper(
-        requests.Session(),
+        session,
         url=str(settings.aggregator_url),
         token=token,
         timeout_seconds=settings.ship_timeout_seconds,
@@ -134,9 +183,6 @@ def _run(settings: CollectorSettings, source: Source) -> int:
         interval_seconds=settings.interval_seconds,
         heartbeat_file=settings.heartbeat_file,
     )
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
     agent.run_until(stop)
     log.info("stopping: delivering %d buffered batches", shipper.buffered)
     shipper.close(timeout_seconds=settings.ship_timeout_seconds)

@@ -26,6 +26,8 @@ class CollectorSettings(BaseSettings):
     ingest_token: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("KPULSE_INGEST_TOKEN", "KPULSE_COLLECTOR_INGEST_TOKEN")
     )
+    aggregator_ca_file: Path | None = None
+    """PEM bundle of the CA(s) that signed the aggregator's certificate (https URLs); unset: the system's."""
     ship_timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
     buffer_max_batches: Annotated[int, Field(ge=1)] = 360
     """Batches kept while the aggregator is unreachable (360 = one hour at 10 s); oldest dropped first."""

@@ -2,7 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
+
+SampleKind = Literal["container", "pod", "node"]
+
+MAX_REJECTED_LISTED = 100
+"""How many rejected samples an ingest answer lists one by one (all are counted)."""
+
+
+class RejectedSample(BaseModel):
+    """A sample left out of an accepted batch, and why."""
+
+    kind: SampleKind
+    index: int = Field(ge=0, description="Position in the batch's ``containers`` or ``pods`` (0 for node).")
+    reason: str = Field(description="The invalid fields and what is wrong with each (values not echoed).")
 
 
 class IngestResponse(BaseModel):
@@ -12,6 +27,12 @@ class IngestResponse(BaseModel):
     points: int = Field(ge=0, description="Points the batch produced for InfluxDB (rollups follow later).")
     duplicate: bool = Field(
         default=False, description="The batch_id was seen recently: it was not processed again."
+    )
+    rejected_samples: int = Field(
+        default=0, ge=0, description="Invalid samples left out; the rest of the batch was accepted."
+    )
+    rejected: list[RejectedSample] = Field(
+        default=[], description=f"The first {MAX_REJECTED_LISTED} rejected samples: where and why."
     )
 
 

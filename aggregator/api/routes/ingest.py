@@ -15,11 +15,11 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, HTTPException, Request, Response, status
 from pydantic import ValidationError
 
+from aggregator.api.batch_parsing import ParsedBatch, parse_batch
 from aggregator.api.deps import IngestAuthDep, MetricsDep, SinkDep, StateDep
-from aggregator.api.models import ErrorResponse, IngestResponse
+from aggregator.api.models import MAX_REJECTED_LISTED, ErrorResponse, IngestResponse
 from aggregator.errors import BadBatchError, BodyTooLargeError
 from aggregator.sinks.buffered import MonitoredSink
-from collector.wire import Batch
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,10 @@ async def ingest(
     sink: SinkDep,
     _auth: IngestAuthDep,
 ) -> IngestResponse:
-    """Accept one batch: 202 with the counts of what it produced, 200 when it was a resend."""
+    """Accept one batch: 202 with the counts of what it produced, 200 when it was a resend.
+
+    Invalid samples in a valid envelope are left out and listed (index and reason) in the answer.
+    """
     started = time.perf_counter()
     try:
         return _ingest(await _read_batch(request, state, metrics), response, state, sink)
@@ -144,7 +147,7 @@ async def ingest(
         metrics.ingest_seconds.observe(time.perf_counter() - started)
 
 
-async def _read_batch(request: Request, state: StateDep, metrics: MetricsDep) -> Batch:
+async def _read_batch(request: Request, state: StateDep, metrics: MetricsDep) -> ParsedBatch:
     try:
         body = await read_body(request, state.settings.max_body_bytes)
     except BodyTooLargeError as exc:
@@ -156,13 +159,14 @@ async def _read_batch(request: Request, state: StateDep, metrics: MetricsDep) ->
     except BadBatchError as exc:
         raise _refuse(metrics, "malformed", status.HTTP_400_BAD_REQUEST, str(exc), request) from exc
     try:
-        return Batch.model_validate_json(body)
+        return parse_batch(body)
     except ValidationError as exc:
         message = describe_validation_error(exc)
         raise _refuse(metrics, "invalid", status.HTTP_422_UNPROCESSABLE_CONTENT, message, request) from exc
 
 
-def _ingest(batch: Batch, response: Response, state: StateDep, sink: SinkDep) -> IngestResponse:
+def _ingest(parsed: ParsedBatch, response: Response, state: StateDep, sink: SinkDep) -> IngestResponse:
+    batch = parsed.batch
     metrics = state.metrics
     now_ns = state.clock_ns()
     key = f"{batch.node}\x00{batch.batch_id}"
@@ -192,9 +196,31 @@ def _ingest(batch: Batch, response: Response, state: StateDep, sink: SinkDep) ->
             sink.write(points, scraped_at_ns=batch.scraped_at_ns)
         else:
             sink.write(points)
-    answer = IngestResponse(accepted_containers=len(batch.containers), points=len(points))
+    answer = IngestResponse(
+        accepted_containers=len(batch.containers),
+        points=len(points),
+        rejected_samples=len(parsed.rejected),
+        rejected=parsed.rejected[:MAX_REJECTED_LISTED],
+    )
     state.recent_batches.remember(key, answer, now_ns)
     metrics.batches_received.labels(outcome="accepted").inc()
     for kind, count in samples.items():
         metrics.samples_received.labels(kind=kind, outcome="accepted").inc(count)
+    if parsed.rejected:
+        _count_rejected(parsed, metrics)
     return answer
+
+
+def _count_rejected(parsed: ParsedBatch, metrics: MetricsDep) -> None:
+    for rejected in parsed.rejected:
+        metrics.samples_received.labels(kind=rejected.kind, outcome="rejected").inc()
+    first = parsed.rejected[0]
+    log.warning(
+        "node %r: %d invalid sample(s) left out of batch %r, the rest accepted; first: %s %d: %s",
+        parsed.batch.node,
+        len(parsed.rejected),
+        parsed.batch.batch_id,
+        first.kind,
+        first.index,
+        first.reason,
+    )

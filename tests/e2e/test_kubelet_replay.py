@@ -10,6 +10,7 @@ must equal advance / step (within 1%), at container, pod and node level, and the
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import threading
 from collections.abc import Iterator
@@ -115,7 +116,9 @@ def replay(influx_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 "KPULSE_COLLECTOR_NODE_NAME": NODE,
             }
         )
-        cpus = CpuPlan.for_this_machine()
+        # No burner here: the services may run on whatever CPUs this process has (the Docker-host scenario
+        # may hold the other one while it is up).
+        cpus = CpuPlan(burner=-1, rest=frozenset(os.sched_getaffinity(0)))
         aggregator = _start_service("aggregator", env, logs, cpus)
         services.append(aggregator)
         url = f"http://127.0.0.1:{port}"

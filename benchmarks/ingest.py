@@ -1,0 +1,150 @@
+"""In-process aggregator ingest: synthetic batches through ``Pipeline.ingest`` into the query window and a
+``MemorySink``, measuring throughput, CPU and memory per tracked container; the growth fit reuses it.
+
+What is timed is exactly what the ingest route does after validation: ``pipeline.ingest``, the recent
+store's ``add`` and ``add_labels``, ``sink.write``, and a ``tick`` per scrape round.
+"""
+
+from __future__ import annotations
+
+import gc
+import resource
+import time
+import tracemalloc
+from dataclasses import dataclass
+
+from aggregator.pipeline import Pipeline
+from aggregator.query.store import RecentStore
+from aggregator.sinks.memory import MemorySink
+from benchmarks.report import Measure
+from benchmarks.synthetic import SyntheticCluster
+from collector.wire import Batch
+
+INTERVAL_SECONDS = 10.0
+WINDOW_SECONDS = 900.0
+_NS_PER_S = 1_000_000_000
+_T0_NS = 1_763_000_000 * _NS_PER_S
+WARM_UP_ROUNDS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class IngestRun:
+    """One size's results: throughput and CPU of the timed rounds, memory from a traced run."""
+
+    nodes: int
+    containers: int
+    samples_per_second: float
+    cpu_seconds_per_round: float
+    """CPU seconds the process spent per scrape round of the whole cluster (all threads)."""
+    bytes_per_container: float
+    """Pipeline + query window + labels, traced after the rounds, per tracked container."""
+    traced_bytes: int
+
+
+class _Aggregator:
+    """The parts the ingest route drives, wired as ``create_app`` wires them."""
+
+    def __init__(self) -> None:
+        self.pipeline = Pipeline(
+            cluster="bench",
+            resolution_seconds=INTERVAL_SECONDS,
+            rollup_grace_seconds=5,
+            series_expiry_seconds=300,
+        )
+        self.store = RecentStore(
+            resolution_seconds=INTERVAL_SECONDS,
+            window_seconds=WINDOW_SECONDS,
+            eviction_seconds=WINDOW_SECONDS,
+        )
+        self.sink = MemorySink()
+
+    def ingest_round(self, batches: list[Batch], now_ns: int) -> int:
+        """Feed one round of batches; the number of points produced."""
+        produced = 0
+        pipeline, store, sink = self.pipeline, self.store, self.sink
+        for batch in batches:
+            points = pipeline.ingest(batch, now_ns=now_ns)
+            store.add(points, now_ns=now_ns)
+            store.add_labels(batch)
+            sink.write(points, scraped_at_ns=batch.scraped_at_ns)
+            produced += len(points)
+        # The grace period has passed by the next round: this emits the round's rollups.
+        tick_points = pipeline.tick(now_ns + int(6 * _NS_PER_S))
+        store.add(tick_points, now_ns=now_ns)
+        sink.write(tick_points)
+        sink.flush()
+        sink.clear()
+        return produced + len(tick_points)
+
+
+def _round_time(index: int) -> int:
+    return _T0_NS + int(index * INTERVAL_SECONDS * _NS_PER_S)
+
+
+def measure_ingest(nodes: int, *, rounds: int, memory_rounds: int = 3) -> IngestRun:
+    """Throughput over ``rounds`` timed rounds (after an untimed warm-up), then memory in a traced run."""
+    cluster = SyntheticCluster(nodes=nodes, interval_seconds=INTERVAL_SECONDS)
+    aggregator = _Aggregator()
+    # Untimed warm-up: round 0 has no rates; rounds 1-2 turn the window's columns from constants into
+    # rings, a one-off cost per series. From round 3 on every round costs the same.
+    for index in range(WARM_UP_ROUNDS):
+        aggregator.ingest_round(cluster.scrape(scraped_at_ns=_round_time(index)), _round_time(index))
+    wall = 0.0
+    cpu = 0.0
+    samples = 0
+    for index in range(WARM_UP_ROUNDS, WARM_UP_ROUNDS + rounds):
+        batches = cluster.scrape(scraped_at_ns=_round_time(index))
+        samples += sum(len(batch.containers) for batch in batches)
+        cpu_started, wall_started = time.process_time(), time.perf_counter()
+        aggregator.ingest_round(batches, _round_time(index) + _NS_PER_S)
+        wall += time.perf_counter() - wall_started
+        cpu += time.process_time() - cpu_started
+        del batches
+    containers = cluster.container_count
+    del aggregator
+    traced = traced_state_bytes(cluster, memory_rounds, first_round=WARM_UP_ROUNDS + rounds)
+    return IngestRun(
+        nodes=nodes,
+        containers=containers,
+        samples_per_second=samples / wall if wall else 0.0,
+        cpu_seconds_per_round=cpu / rounds,
+        bytes_per_container=traced / containers,
+        traced_bytes=traced,
+    )
+
+
+def traced_state_bytes(cluster: SyntheticCluster, rounds: int, *, first_round: int) -> int:
+    """Bytes a fresh pipeline + store + labels hold after ``rounds`` rounds (batches and sink excluded)."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        aggregator = _Aggregator()
+        for index in range(first_round, first_round + rounds):
+            batches = cluster.scrape(scraped_at_ns=_round_time(index))
+            aggregator.ingest_round(batches, _round_time(index) + _NS_PER_S)
+            del batches
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - before
+        del aggregator
+        return held
+    finally:
+        tracemalloc.stop()
+
+
+def max_rss_bytes() -> int:
+    """The process's peak resident set so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def ingest_measures(run: IngestRun) -> list[Measure]:
+    """The ``aggregator.ingest.memory.*`` lines of one size."""
+    prefix = f"aggregator.ingest.memory.n{run.nodes}"
+    cores = run.cpu_seconds_per_round / INTERVAL_SECONDS
+    return [
+        Measure(f"{prefix}.container_samples_per_s", run.samples_per_second, "samples/s", 50_000, "min"),
+        Measure(f"{prefix}.cpu_cores_at_10s", cores, "cores"),
+        Measure(f"{prefix}.cpu_seconds_per_round", run.cpu_seconds_per_round, "cpu-s"),
+        Measure(f"{prefix}.containers_tracked", run.containers, "containers"),
+        Measure(f"{prefix}.bytes_per_container", run.bytes_per_container / 1024, "KiB", 10, "max"),
+    ]

@@ -2,7 +2,7 @@
 
 A private engine (``tests/faults/engine.py``, empty but for these containers, so the baseline is exact)
 runs ``CONTAINERS`` busybox containers, ``PARALLEL`` at a time, each burning one CPU for up to a second,
-idling two and exiting; each is removed once it has exited. Afterwards: both services still run, no
+idling four and exiting; each is removed once it has exited. Afterwards: both services still run, no
 container or pod rate in InfluxDB is negative or above one core (a busy loop cannot use more), and once the
 gone containers' series expire the aggregator tracks no more container series than before the churn.
 """
@@ -40,11 +40,12 @@ ONE_CORE_MILLICORES = 1000.0
 JITTER = 1.2
 """Rates come from the containers' own read times; a little slack for when those are read late."""
 NODE = "churn-node"
-# Up to a second of one busy CPU, then two seconds idle: alive for two or three scrapes, so rates exist.
+# Up to a second of one busy CPU, then four seconds idle: alive for about five scrapes, so rates exist
+# even when the engine answers stats a second late.
 BURN_THEN_IDLE = [
     "sh",
     "-c",
-    "end=$(( $(date +%s) + 1 )); while [ $(date +%s) -lt $end ]; do :; done; sleep 2",
+    "end=$(( $(date +%s) + 1 )); while [ $(date +%s) -lt $end ]; do :; done; sleep 4",
 ]
 SERIES = "kpulse_aggregator_series_tracked"
 

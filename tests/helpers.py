@@ -14,7 +14,9 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import signal
 import socket
+import subprocess
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -56,6 +58,18 @@ def wait_until(
             text = message() if callable(message) else message
             raise AssertionError(f"{text} (waited {timeout_seconds:g}s)")
         time.sleep(every_seconds)  # polling interval, not synchronisation: the predicate decides
+
+
+def stop_process(process: subprocess.Popen[bytes], deadline_seconds: float) -> int:
+    """SIGTERM, then SIGKILL if it has not exited within ``deadline_seconds``; returns the exit status."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(deadline_seconds)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
 
 
 def free_tcp_port(host: str = "127.0.0.1") -> int:

@@ -29,7 +29,15 @@ import pytest
 import requests
 from docker.models.containers import Container
 
-from tests.helpers import InfluxDatabases, InfluxV1, LabelledContainers, free_tcp_port, tail, wait_until
+from tests.helpers import (
+    InfluxDatabases,
+    InfluxV1,
+    LabelledContainers,
+    free_tcp_port,
+    stop_process,
+    tail,
+    wait_until,
+)
 
 INTERVAL_SECONDS = 2
 NODE_NAME = "e2e-node"
@@ -79,14 +87,7 @@ class Service:
 
     def stop(self) -> int | None:
         """SIGTERM, then SIGKILL after the deadline; returns the exit status."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(STOP_DEADLINE_SECONDS)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+        return stop_process(self.process, STOP_DEADLINE_SECONDS)
 
 
 @dataclass(slots=True)

@@ -13,7 +13,6 @@ import ipaddress
 import os
 import re
 import secrets
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -27,7 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.helpers import InfluxDatabases, free_tcp_port, tail, wait_until
+from tests.helpers import InfluxDatabases, free_tcp_port, stop_process, tail, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -186,13 +185,7 @@ def running(
         yield state
     finally:
         for process in processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(20)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+            stop_process(process, 20)
         databases.drop_all()
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -21,7 +20,7 @@ import pytest
 import requests
 
 from tests.conftest import integration_disabled
-from tests.helpers import InfluxV1, free_tcp_port, tail, wait_until
+from tests.helpers import InfluxV1, free_tcp_port, stop_process, tail, wait_until
 
 START_DEADLINE_SECONDS = 60.0
 STOP_DEADLINE_SECONDS = 20.0
@@ -103,12 +102,8 @@ bind-address = "127.0.0.1:{self.rpc_port}"
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after the deadline."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(STOP_DEADLINE_SECONDS)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        if self.process is not None:
+            stop_process(self.process, STOP_DEADLINE_SECONDS)
 
 
 @pytest.fixture
@@ -168,14 +163,7 @@ class AggregatorProcess:
         """SIGTERM, then SIGKILL after the deadline; the exit status."""
         if self.process is None:
             return None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(STOP_DEADLINE_SECONDS)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+        return stop_process(self.process, STOP_DEADLINE_SECONDS)
 
     def rss_bytes(self) -> int:
         """Resident set size now, from /proc (bytes)."""

@@ -14,7 +14,6 @@ import contextlib
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ import docker.errors
 import requests
 
 from tests.conftest import _busybox_rootfs_tar, _find_busybox
-from tests.helpers import tail, wait_until
+from tests.helpers import stop_process, tail, wait_until
 
 START_DEADLINE_SECONDS = 60.0
 STOP_DEADLINE_SECONDS = 30.0
@@ -105,14 +104,8 @@ class PrivateDockerd:
 
     def stop(self) -> None:
         """SIGTERM and wait for dockerd to exit (SIGKILL after the deadline)."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(STOP_DEADLINE_SECONDS)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        if self.process is not None:
+            stop_process(self.process, STOP_DEADLINE_SECONDS)
 
     def client(self) -> docker.DockerClient:
         return docker.DockerClient(base_url=self.url, version="1.41", timeout=60)
@@ -170,14 +163,7 @@ class CollectorProcess:
     def stop(self) -> int | None:
         if self.process is None:
             return None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(STOP_DEADLINE_SECONDS)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+        return stop_process(self.process, STOP_DEADLINE_SECONDS)
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""

@@ -28,7 +28,9 @@ catalog, never from this page.
   network namespace), a namespace the sum of its pods across nodes, the cluster the sum of its nodes. A node
   is the node's own usage read from the host (not the sum of its containers) plus its capacity.
 - A field a source does not report is absent, never zero (e.g. limits of unlimited containers, kubelet-only
-  requests on Docker hosts).
+  requests on Docker hosts). On Docker hosts with cgroup v1, recent kernels (seen on 6.18) account block
+  I/O to a container only when it has a throttle rule for the device (`docker run --device-read-bps`,
+  any rate): without one the engine reports no block I/O and the `disk_*` fields are absent.
 - Tags never carry container ids, image names or label blobs: series cardinality stays that of the workload.
 """
 

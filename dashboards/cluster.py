@@ -16,11 +16,12 @@ from dashboards.house import (
     Layout,
     Line,
     Link,
-    Select,
+    Scoped,
     TopN,
     Uid,
     Variable,
     kpulse_dashboard,
+    mirrored,
     reference_lines,
     series,
     stat,
@@ -34,37 +35,18 @@ TITLE = "kpulse / Cluster overview"
 IN_CLUSTER = (Tag.CLUSTER,)
 VARIABLES = (Variable(Tag.CLUSTER, Level.CLUSTER),)
 
-TO_NODE = Link("Node ${__field.labels.node}", Uid.NODE, keep=IN_CLUSTER, take=(Tag.NODE,))
-TO_NODE_ROW = Link("Node ${__data.fields.node}", Uid.NODE, keep=IN_CLUSTER, take=(Tag.NODE,))
-TO_NAMESPACE = Link(
-    "Namespace ${__field.labels.namespace}", Uid.NAMESPACE, keep=IN_CLUSTER, take=(Tag.NAMESPACE,)
-)
-TO_NAMESPACE_ROW = Link(
-    "Namespace ${__data.fields.namespace}", Uid.NAMESPACE, keep=IN_CLUSTER, take=(Tag.NAMESPACE,)
-)
-TO_POD_ROW = Link("Pod ${__data.fields.pod}", Uid.POD, keep=IN_CLUSTER, take=(Tag.NAMESPACE, Tag.POD))
+TO_NODE = Link("Node", Uid.NODE, keep=IN_CLUSTER, take=(Tag.NODE,))
+TO_NAMESPACE = Link("Namespace", Uid.NAMESPACE, keep=IN_CLUSTER, take=(Tag.NAMESPACE,))
+TO_POD = Link("Pod", Uid.POD, keep=IN_CLUSTER, take=(Tag.NAMESPACE, Tag.POD))
 
-
-def cluster(metric: Metric, label: str, aggregate: Aggregate = Aggregate.MEAN) -> Select:
-    """``metric`` of the whole cluster (the ``cluster`` rollup), over time."""
-    return Select(metric, Level.CLUSTER, label, where=IN_CLUSTER, aggregate=aggregate)
-
-
-def per(
-    level: Level,
-    metric: Metric,
-    label: str,
-    *,
-    over_time: bool = True,
-    aggregate: Aggregate = Aggregate.MEAN,
-) -> Select:
-    """``metric`` of each node or namespace of the cluster (grouped by the level's own tag)."""
-    by = (Tag.NODE,) if level is Level.NODE else (Tag.NAMESPACE,)
-    return Select(metric, level, label, where=IN_CLUSTER, by=by, over_time=over_time, aggregate=aggregate)
-
-
-def _last(metric: Metric, label: str) -> Select:
-    return cluster(metric, label, Aggregate.LAST)
+cluster = Scoped(Level.CLUSTER, where=IN_CLUSTER)
+"""The whole cluster (the ``cluster`` rollup)."""
+per_node = Scoped(Level.NODE, where=IN_CLUSTER, by=(Tag.NODE,))
+"""Each node of the cluster (the whole machine)."""
+per_namespace = Scoped(Level.NAMESPACE, where=IN_CLUSTER, by=(Tag.NAMESPACE,))
+"""Each namespace of the cluster (the rollup of its pods)."""
+per_pod = Scoped(Level.POD, where=IN_CLUSTER, by=(Tag.NAMESPACE, Tag.POD))
+"""Each pod of the cluster."""
 
 
 def _usage_against_limits(resource: str, used: Metric, lines: dict[Line, Metric]) -> GrafanaObject:
@@ -72,7 +54,7 @@ def _usage_against_limits(resource: str, used: Metric, lines: dict[Line, Metric]
         f"{resource}: used vs capacity, allocatable, requests and limits",
         f"The cluster's {resource.lower()} use against what its nodes have (capacity), what the scheduler "
         "may hand out (allocatable) and what pods asked for (requests) or may not exceed (limits).",
-        [series(cluster(used, "used")), *reference_lines(_last, lines)],
+        [series(cluster(used, "used")), *reference_lines(cluster.last, lines)],
     )
 
 
@@ -82,11 +64,11 @@ def _quota_table(resource: str, used: Metric, request: Metric, limit: Metric) ->
         f"Each namespace's mean {resource.lower()} use over the time range next to the sums of its pods' "
         "requests and limits (a namespace over its requests is borrowing from others).",
         [
-            per(Level.NAMESPACE, used, "used", over_time=False),
-            per(Level.NAMESPACE, request, "requests", over_time=False),
-            per(Level.NAMESPACE, limit, "limits", over_time=False),
+            per_namespace.column(used, "used"),
+            per_namespace.column(request, "requests"),
+            per_namespace.column(limit, "limits"),
         ],
-        link=TO_NAMESPACE_ROW,
+        link=TO_NAMESPACE,
     )
 
 
@@ -99,7 +81,7 @@ def build() -> GrafanaObject:
         (
             "CPU capacity",
             "Cores of all nodes.",
-            cluster(catalog.CPU_CAPACITY_MILLICORES, "capacity", Aggregate.LAST),
+            cluster.last(catalog.CPU_CAPACITY_MILLICORES, "capacity"),
         ),
         (
             "Memory working set",
@@ -109,10 +91,10 @@ def build() -> GrafanaObject:
         (
             "Memory capacity",
             "Physical memory of all nodes.",
-            cluster(catalog.MEMORY_CAPACITY_BYTES, "capacity", Aggregate.LAST),
+            cluster.last(catalog.MEMORY_CAPACITY_BYTES, "capacity"),
         ),
-        ("Nodes", "Nodes that reported.", cluster(catalog.NODE_COUNT, "nodes", Aggregate.LAST)),
-        ("Pods", "Pods with a running container.", cluster(catalog.POD_COUNT, "pods", Aggregate.LAST)),
+        ("Nodes", "Nodes that reported.", cluster.last(catalog.NODE_COUNT, "nodes")),
+        ("Pods", "Pods with a running container.", cluster.last(catalog.POD_COUNT, "pods")),
     ):
         layout.add(stat(title, summary, series(query)), width=4, height=4)
 
@@ -139,7 +121,7 @@ def build() -> GrafanaObject:
             "CPU by node",
             "Each node's own CPU use (the whole machine, system daemons included), stacked: the top of the "
             "stack is the cluster's total. Click a series for its Node dashboard.",
-            [series(per(Level.NODE, catalog.CPU_USAGE_MILLICORES, "CPU"), link=TO_NODE)],
+            [series(per_node(catalog.CPU_USAGE_MILLICORES, "CPU"), link=TO_NODE)],
             stack=True,
             legend_table=True,
         )
@@ -149,7 +131,7 @@ def build() -> GrafanaObject:
             "CPU by namespace",
             "Each namespace's CPU use (the sum of its pods), stacked. Click a series for its Namespace "
             "dashboard.",
-            [series(per(Level.NAMESPACE, catalog.CPU_USAGE_MILLICORES, "CPU"), link=TO_NAMESPACE)],
+            [series(per_namespace(catalog.CPU_USAGE_MILLICORES, "CPU"), link=TO_NAMESPACE)],
             stack=True,
             legend_table=True,
         )
@@ -181,7 +163,7 @@ def build() -> GrafanaObject:
             "Memory working set by node",
             "Each node's memory in use (inactive page cache excluded), stacked. Click a series for its Node "
             "dashboard.",
-            [series(per(Level.NODE, catalog.MEMORY_WORKING_SET_BYTES, "memory"), link=TO_NODE)],
+            [series(per_node(catalog.MEMORY_WORKING_SET_BYTES, "memory"), link=TO_NODE)],
             stack=True,
             legend_table=True,
         )
@@ -191,7 +173,7 @@ def build() -> GrafanaObject:
             "Memory working set by namespace",
             "Each namespace's memory in use (the sum of its pods), stacked. Click a series for its Namespace "
             "dashboard.",
-            [series(per(Level.NAMESPACE, catalog.MEMORY_WORKING_SET_BYTES, "memory"), link=TO_NAMESPACE)],
+            [series(per_namespace(catalog.MEMORY_WORKING_SET_BYTES, "memory"), link=TO_NAMESPACE)],
             stack=True,
             legend_table=True,
         )
@@ -204,65 +186,32 @@ def build() -> GrafanaObject:
             "Each node's mean use over the time range next to what it has and what it may hand to pods. "
             "Click a node for its Node dashboard.",
             [
-                per(Level.NODE, catalog.CPU_USAGE_MILLICORES, "CPU used", over_time=False),
-                per(
-                    Level.NODE,
-                    catalog.CPU_CAPACITY_MILLICORES,
-                    "CPU capacity",
-                    over_time=False,
-                    aggregate=Aggregate.LAST,
-                ),
-                per(
-                    Level.NODE,
-                    catalog.CPU_ALLOCATABLE_MILLICORES,
-                    "CPU allocatable",
-                    over_time=False,
-                    aggregate=Aggregate.LAST,
-                ),
-                per(Level.NODE, catalog.MEMORY_WORKING_SET_BYTES, "memory used", over_time=False),
-                per(
-                    Level.NODE,
-                    catalog.MEMORY_CAPACITY_BYTES,
-                    "memory capacity",
-                    over_time=False,
-                    aggregate=Aggregate.LAST,
-                ),
-                per(
-                    Level.NODE,
-                    catalog.MEMORY_ALLOCATABLE_BYTES,
-                    "memory allocatable",
-                    over_time=False,
-                    aggregate=Aggregate.LAST,
-                ),
-                per(Level.NODE, catalog.POD_COUNT, "pods", over_time=False, aggregate=Aggregate.LAST),
+                per_node.column(catalog.CPU_USAGE_MILLICORES, "CPU used"),
+                per_node.column(catalog.CPU_CAPACITY_MILLICORES, "CPU capacity", Aggregate.LAST),
+                per_node.column(catalog.CPU_ALLOCATABLE_MILLICORES, "CPU allocatable", Aggregate.LAST),
+                per_node.column(catalog.MEMORY_WORKING_SET_BYTES, "memory used"),
+                per_node.column(catalog.MEMORY_CAPACITY_BYTES, "memory capacity", Aggregate.LAST),
+                per_node.column(catalog.MEMORY_ALLOCATABLE_BYTES, "memory allocatable", Aggregate.LAST),
+                per_node.column(catalog.POD_COUNT, "pods", Aggregate.LAST),
             ],
             sort_by="CPU used",
-            link=TO_NODE_ROW,
+            link=TO_NODE,
         ),
         width=24,
     )
 
     layout.row("Network")
-    for level, what in ((Level.NODE, "node"), (Level.NAMESPACE, "namespace")):
-        link = TO_NODE if level is Level.NODE else TO_NAMESPACE
-        tag = "$tag_node" if level is Level.NODE else "$tag_namespace"
+    for per, what, link in ((per_node, "node", TO_NODE), (per_namespace, "namespace", TO_NAMESPACE)):
         layout.add(
             timeseries(
                 f"Network by {what}",
                 f"Bytes each {what} receives (above the axis) and sends (below), stacked.",
-                [
-                    series(
-                        per(level, catalog.NETWORK_RX_BYTES_PER_SECOND, "receive"),
-                        f"{tag} receive",
-                        link=link,
-                    ),
-                    series(
-                        per(level, catalog.NETWORK_TX_BYTES_PER_SECOND, "transmit"),
-                        f"{tag} transmit",
-                        negative=True,
-                        link=link,
-                    ),
-                ],
+                mirrored(
+                    per(catalog.NETWORK_RX_BYTES_PER_SECOND, "receive"),
+                    per(catalog.NETWORK_TX_BYTES_PER_SECOND, "transmit"),
+                    f"$tag_{what}",
+                    link=link,
+                ),
                 stack=True,
                 legend_table=True,
             )
@@ -273,18 +222,14 @@ def build() -> GrafanaObject:
         ("CPU", catalog.CPU_USAGE_MILLICORES),
         ("memory", catalog.MEMORY_WORKING_SET_BYTES),
     ):
-        top = TopN(
-            Select(
-                metric, Level.POD, resource, where=IN_CLUSTER, by=(Tag.NAMESPACE, Tag.POD), over_time=False
-            )
-        )
+        top = TopN(per_pod.column(metric, resource))
         layout.add(
             table(
                 f"Top pods by {resource}",
                 f"The ten pods with the highest mean {resource} use over the time range. Click a pod for its "
                 "Pod dashboard.",
                 [top],
-                link=TO_POD_ROW,
+                link=TO_POD,
             )
         )
 
@@ -294,12 +239,7 @@ def build() -> GrafanaObject:
             "Container restarts by namespace",
             "Restarts of the containers in each namespace as the runtime counts them: a rising line is a "
             "crash loop.",
-            [
-                series(
-                    per(Level.NAMESPACE, catalog.RESTART_COUNT, "restarts", aggregate=Aggregate.MAX),
-                    link=TO_NAMESPACE,
-                )
-            ],
+            [series(per_namespace(catalog.RESTART_COUNT, "restarts", Aggregate.MAX), link=TO_NAMESPACE)],
             legend_table=True,
         )
     )
@@ -308,8 +248,8 @@ def build() -> GrafanaObject:
             "Running pods and containers",
             "Pods with a running container, and running containers, across the cluster.",
             [
-                series(cluster(catalog.POD_COUNT, "pods", Aggregate.LAST)),
-                series(cluster(catalog.CONTAINER_COUNT, "containers", Aggregate.LAST)),
+                series(cluster.last(catalog.POD_COUNT, "pods")),
+                series(cluster.last(catalog.CONTAINER_COUNT, "containers")),
             ],
         )
     )

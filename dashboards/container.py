@@ -9,17 +9,19 @@ together. Limit lines are per container and only appear for limited containers.
 from __future__ import annotations
 
 from aggregator import catalog
-from aggregator.catalog import Level, Metric, Tag
+from aggregator.catalog import Level, Tag
+from dashboards import panels
 from dashboards.house import (
     Aggregate,
     GrafanaObject,
     Layout,
     Line,
-    Select,
+    Scoped,
     Uid,
     Variable,
     kpulse_dashboard,
     line,
+    mirrored,
     series,
     timeseries,
 )
@@ -49,10 +51,8 @@ VARIABLES = (
     ),
 )
 
-
-def per_container(metric: Metric, label: str, aggregate: Aggregate = Aggregate.MEAN) -> Select:
-    """``metric`` of each selected container."""
-    return Select(metric, Level.CONTAINER, label, where=SELECTED, by=PER_CONTAINER, aggregate=aggregate)
+per_container = Scoped(Level.CONTAINER, where=SELECTED, by=PER_CONTAINER)
+"""Each selected container."""
 
 
 def build() -> GrafanaObject:
@@ -67,7 +67,7 @@ def build() -> GrafanaObject:
             [
                 series(per_container(catalog.CPU_USAGE_MILLICORES, "CPU")),
                 line(
-                    per_container(catalog.CPU_LIMIT_MILLICORES, "limit", Aggregate.LAST),
+                    per_container.last(catalog.CPU_LIMIT_MILLICORES, "limit"),
                     Line.LIMIT,
                     "$tag_container limit",
                 ),
@@ -105,7 +105,7 @@ def build() -> GrafanaObject:
             [
                 series(per_container(catalog.MEMORY_WORKING_SET_BYTES, "memory")),
                 line(
-                    per_container(catalog.MEMORY_LIMIT_BYTES, "limit", Aggregate.LAST),
+                    per_container.last(catalog.MEMORY_LIMIT_BYTES, "limit"),
                     Line.LIMIT,
                     "$tag_container limit",
                 ),
@@ -113,17 +113,7 @@ def build() -> GrafanaObject:
             legend_table=True,
         )
     )
-    layout.add(
-        timeseries(
-            "Memory by container: RSS and page cache",
-            "What each container's memory is made of: anonymous memory (RSS) and page cache.",
-            [
-                series(per_container(catalog.MEMORY_RSS_BYTES, "RSS"), "$tag_container RSS"),
-                series(per_container(catalog.MEMORY_CACHE_BYTES, "cache"), "$tag_container cache"),
-            ],
-            legend_table=True,
-        )
-    )
+    layout.add(panels.memory_composition(per_container))
 
     layout.row("Network")
     layout.add(
@@ -131,16 +121,11 @@ def build() -> GrafanaObject:
             "Network by container",
             "Bytes each container receives (above the axis) and sends (below). Containers sharing another's "
             "network (Kubernetes pod containers) have none of their own.",
-            [
-                series(
-                    per_container(catalog.NETWORK_RX_BYTES_PER_SECOND, "receive"), "$tag_container receive"
-                ),
-                series(
-                    per_container(catalog.NETWORK_TX_BYTES_PER_SECOND, "transmit"),
-                    "$tag_container transmit",
-                    negative=True,
-                ),
-            ],
+            mirrored(
+                per_container(catalog.NETWORK_RX_BYTES_PER_SECOND, "receive"),
+                per_container(catalog.NETWORK_TX_BYTES_PER_SECOND, "transmit"),
+                "$tag_container",
+            ),
             legend_table=True,
         )
     )
@@ -149,23 +134,15 @@ def build() -> GrafanaObject:
             "Network errors and drops by container",
             "Packets received or sent in error, and dropped: these should stay at zero.",
             [
-                series(
+                *mirrored(
                     per_container(catalog.NETWORK_RX_ERRORS_PER_SECOND, "receive errors"),
-                    "$tag_container receive errors",
-                ),
-                series(
                     per_container(catalog.NETWORK_TX_ERRORS_PER_SECOND, "transmit errors"),
-                    "$tag_container transmit errors",
-                    negative=True,
+                    "$tag_container",
                 ),
-                series(
+                *mirrored(
                     per_container(catalog.NETWORK_RX_DROPPED_PER_SECOND, "received dropped"),
-                    "$tag_container received dropped",
-                ),
-                series(
                     per_container(catalog.NETWORK_TX_DROPPED_PER_SECOND, "sent dropped"),
-                    "$tag_container sent dropped",
-                    negative=True,
+                    "$tag_container",
                 ),
             ],
             legend_table=True,
@@ -178,26 +155,16 @@ def build() -> GrafanaObject:
             "Disk I/O by container",
             "Bytes each container reads from (above the axis) and writes to (below) block devices; "
             "page-cache hits do not count.",
-            [
-                series(per_container(catalog.DISK_READ_BYTES_PER_SECOND, "read"), "$tag_container read"),
-                series(
-                    per_container(catalog.DISK_WRITE_BYTES_PER_SECOND, "write"),
-                    "$tag_container write",
-                    negative=True,
-                ),
-            ],
+            mirrored(
+                per_container(catalog.DISK_READ_BYTES_PER_SECOND, "read"),
+                per_container(catalog.DISK_WRITE_BYTES_PER_SECOND, "write"),
+                "$tag_container",
+            ),
             legend_table=True,
         ),
         width=12,
     )
-    layout.add(
-        timeseries(
-            "Processes by container",
-            "Processes and threads in each container.",
-            [series(per_container(catalog.PROCESS_COUNT, "processes", Aggregate.MAX))],
-        ),
-        width=6,
-    )
+    layout.add(panels.processes(per_container), width=6)
     layout.add(
         timeseries(
             "Restarts by container",

@@ -264,29 +264,81 @@ class TopN:
 Query: TypeAlias = Select | TopN
 
 
+@dataclass(frozen=True, slots=True)
+class Scoped:
+    """Makes the queries a dashboard's selection scopes: fields of ``level`` filtered by the ``where``
+    variables, one series (or table row) per ``by`` entity.
+
+    Each dashboard names its few scopes once and calls them with a field and a label::
+
+        per_pod = Scoped(Level.POD, where=(Tag.CLUSTER, Tag.NODE), by=(Tag.NAMESPACE, Tag.POD))
+        per_pod(catalog.CPU_USAGE_MILLICORES, "CPU")  # a graph: bucketed by $__interval
+        per_pod.last(catalog.CPU_LIMIT_MILLICORES, "limits")  # a reference line
+        per_pod.column(catalog.RESTART_COUNT, "restarts", Aggregate.MAX)  # a table: the whole range
+    """
+
+    level: Level
+    where: tuple[Tag, ...]
+    by: tuple[Tag, ...] = ()
+
+    def __post_init__(self) -> None:
+        # Checked here too, so a wrong scope fails where it is named rather than at its first query.
+        _check_tags(self.level, (*self.where, *self.by), f"scope {self.level.value}")
+
+    def __call__(self, metric: Metric, label: str, aggregate: Aggregate = Aggregate.MEAN) -> Select:
+        """``metric`` (in its catalog unit, CPU in cores) per ``$__interval`` bucket, for graphs and stats."""
+        return Select(metric, self.level, label, where=self.where, by=self.by, aggregate=aggregate)
+
+    def last(self, metric: Metric, label: str) -> Select:
+        """The latest ``metric`` per bucket: gauges such as capacity, requests, limits and counts."""
+        return self(metric, label, Aggregate.LAST)
+
+    def column(self, metric: Metric, label: str, aggregate: Aggregate = Aggregate.MEAN) -> Select:
+        """``metric`` reduced over the whole time range, one value per ``by`` entity: a table column."""
+        return Select(
+            metric, self.level, label, where=self.where, by=self.by, aggregate=aggregate, over_time=False
+        )
+
+
 # --- links --------------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class Link:
-    """A link to another kpulse dashboard: ``keep`` variables carry over, ``take`` come from the click."""
+    """A link to another kpulse dashboard: ``keep`` variables carry over, ``take`` come from the click.
 
-    title: str
+    Its title is ``name`` followed by the clicked entity (the last ``take`` tag):
+    ``Pod ${__field.labels.pod}`` on a series, ``Pod ${__data.fields.pod}`` on a table row.
+    """
+
+    name: str
     dashboard_uid: str
     keep: tuple[Tag, ...] = ()
     take: tuple[Tag, ...] = ()
 
+    @staticmethod
+    def _clicked(tag: Tag, *, from_table: bool) -> str:
+        return f"${{__data.fields.{tag.value}}}" if from_table else f"${{__field.labels.{tag.value}}}"
+
+    def title(self, *, from_table: bool) -> str:
+        """The link's title: the target's name, then the clicked entity."""
+        if not self.take:
+            return self.name
+        return f"{self.name} {self._clicked(self.take[-1], from_table=from_table)}"
+
     def url(self, *, from_table: bool) -> str:
         """The data link URL; ``from_table`` takes tags from the clicked row instead of series labels."""
         params = [f"${{{tag.value}:queryparam}}" for tag in self.keep]
-        for tag in self.take:
-            source = f"__data.fields.{tag.value}" if from_table else f"__field.labels.{tag.value}"
-            params.append(f"var-{tag.value}=${{{source}}}")
+        params += [f"var-{tag.value}={self._clicked(tag, from_table=from_table)}" for tag in self.take]
         params.append("${__url_time_range}")
         return f"/d/{self.dashboard_uid}?{'&'.join(params)}"
 
     def json(self, *, from_table: bool) -> dict[str, Any]:
-        return {"title": self.title, "url": self.url(from_table=from_table), "targetBlank": False}
+        return {
+            "title": self.title(from_table=from_table),
+            "url": self.url(from_table=from_table),
+            "targetBlank": False,
+        }
 
 
 # --- targets ------------------------------------------------------------------------------------------------
@@ -339,6 +391,17 @@ def line(query: Query, kind: Line, legend: str | None = None) -> Target:
 def reference_lines(make: Callable[[Metric, str], Query], lines: Mapping[Line, Metric]) -> list[Target]:
     """One reference line per ``lines`` entry, its query made by ``make(metric, label)``."""
     return [line(make(metric, kind.label), kind) for kind, metric in lines.items()]
+
+
+def mirrored(above: Query, below: Query, entity: str = "", *, link: Link | None = None) -> list[Target]:
+    """``above`` drawn over the axis and ``below`` under it: receive over transmit, read over write.
+
+    Each series' legend is its query's label, after ``entity`` (``$tag_pod``) when one is given.
+    """
+    return [
+        series(query, f"{entity} {query.label}" if entity else query.label, negative=negative, link=link)
+        for query, negative in ((above, False), (below, True))
+    ]
 
 
 def _ref_ids(count: int) -> list[str]:

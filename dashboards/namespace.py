@@ -7,21 +7,22 @@ stack the ``pod`` measurement.
 from __future__ import annotations
 
 from aggregator import catalog
-from aggregator.catalog import Level, Metric, Tag
+from aggregator.catalog import Level, Tag
+from dashboards import panels
 from dashboards.house import (
     Aggregate,
     GrafanaObject,
     Layout,
     Line,
     Link,
-    Select,
+    Scoped,
     Uid,
     Variable,
     kpulse_dashboard,
+    mirrored,
     reference_lines,
     series,
     stat,
-    table,
     timeseries,
 )
 
@@ -35,26 +36,12 @@ VARIABLES = (
     Variable(Tag.NAMESPACE, Level.NAMESPACE, where=(Tag.CLUSTER,)),
 )
 
-TO_POD = Link("Pod ${__field.labels.pod}", Uid.POD, keep=IN_NAMESPACE, take=PER_POD)
-TO_POD_ROW = Link("Pod ${__data.fields.pod}", Uid.POD, keep=IN_NAMESPACE, take=PER_POD)
+TO_POD = Link("Pod", Uid.POD, keep=IN_NAMESPACE, take=PER_POD)
 
-
-def namespace(metric: Metric, label: str, aggregate: Aggregate = Aggregate.MEAN) -> Select:
-    """``metric`` of the selected namespace (the rollup of its pods), over time."""
-    return Select(metric, Level.NAMESPACE, label, where=IN_NAMESPACE, aggregate=aggregate)
-
-
-def _namespace_last(metric: Metric, label: str) -> Select:
-    return namespace(metric, label, Aggregate.LAST)
-
-
-def per_pod(
-    metric: Metric, label: str, *, over_time: bool = True, aggregate: Aggregate = Aggregate.MEAN
-) -> Select:
-    """``metric`` of each pod of the selected namespace."""
-    return Select(
-        metric, Level.POD, label, where=IN_NAMESPACE, by=PER_POD, over_time=over_time, aggregate=aggregate
-    )
+namespace = Scoped(Level.NAMESPACE, where=IN_NAMESPACE)
+"""The selected namespace (the rollup of its pods)."""
+per_pod = Scoped(Level.POD, where=IN_NAMESPACE, by=PER_POD)
+"""Each pod of the selected namespace."""
 
 
 def build() -> GrafanaObject:
@@ -70,12 +57,12 @@ def build() -> GrafanaObject:
         (
             "CPU requests",
             "CPU the namespace's pods requested.",
-            _namespace_last(catalog.CPU_REQUEST_MILLICORES, "requests"),
+            namespace.last(catalog.CPU_REQUEST_MILLICORES, "requests"),
         ),
         (
             "CPU limits",
             "CPU limits of the namespace's limited containers.",
-            _namespace_last(catalog.CPU_LIMIT_MILLICORES, "limits"),
+            namespace.last(catalog.CPU_LIMIT_MILLICORES, "limits"),
         ),
         (
             "Memory working set",
@@ -85,12 +72,12 @@ def build() -> GrafanaObject:
         (
             "Memory requests",
             "Memory the namespace's pods requested.",
-            _namespace_last(catalog.MEMORY_REQUEST_BYTES, "requests"),
+            namespace.last(catalog.MEMORY_REQUEST_BYTES, "requests"),
         ),
         (
             "Memory limits",
             "Memory limits of the namespace's limited containers.",
-            _namespace_last(catalog.MEMORY_LIMIT_BYTES, "limits"),
+            namespace.last(catalog.MEMORY_LIMIT_BYTES, "limits"),
         ),
     ):
         layout.add(stat(title, summary, series(query)), width=4, height=4)
@@ -115,7 +102,7 @@ def build() -> GrafanaObject:
                 f"{resource}: used vs requests and limits",
                 f"The namespace's {resource.lower()} use against the sums of its pods' requests and limits "
                 "(limits count limited containers only).",
-                [series(namespace(used, "used")), *reference_lines(_namespace_last, lines)],
+                [series(namespace(used, "used")), *reference_lines(namespace.last, lines)],
             )
         )
         layout.add(
@@ -134,27 +121,22 @@ def build() -> GrafanaObject:
         timeseries(
             "Namespace network",
             "Bytes the namespace's pods receive (above the axis) and send (below), summed.",
-            [
-                series(namespace(catalog.NETWORK_RX_BYTES_PER_SECOND, "receive")),
-                series(namespace(catalog.NETWORK_TX_BYTES_PER_SECOND, "transmit"), negative=True),
-            ],
+            mirrored(
+                namespace(catalog.NETWORK_RX_BYTES_PER_SECOND, "receive"),
+                namespace(catalog.NETWORK_TX_BYTES_PER_SECOND, "transmit"),
+            ),
         )
     )
     layout.add(
         timeseries(
             "Network by pod",
             "Bytes each pod receives (above the axis) and sends (below), stacked.",
-            [
-                series(
-                    per_pod(catalog.NETWORK_RX_BYTES_PER_SECOND, "receive"), "$tag_pod receive", link=TO_POD
-                ),
-                series(
-                    per_pod(catalog.NETWORK_TX_BYTES_PER_SECOND, "transmit"),
-                    "$tag_pod transmit",
-                    negative=True,
-                    link=TO_POD,
-                ),
-            ],
+            mirrored(
+                per_pod(catalog.NETWORK_RX_BYTES_PER_SECOND, "receive"),
+                per_pod(catalog.NETWORK_TX_BYTES_PER_SECOND, "transmit"),
+                "$tag_pod",
+                link=TO_POD,
+            ),
             stack=True,
             legend_table=True,
         )
@@ -165,7 +147,7 @@ def build() -> GrafanaObject:
         timeseries(
             "Container restarts by pod",
             "Restarts of each pod's containers as the runtime counts them: a rising line is a crash loop.",
-            [series(per_pod(catalog.RESTART_COUNT, "restarts", aggregate=Aggregate.MAX), link=TO_POD)],
+            [series(per_pod(catalog.RESTART_COUNT, "restarts", Aggregate.MAX), link=TO_POD)],
             legend_table=True,
         )
     )
@@ -174,27 +156,12 @@ def build() -> GrafanaObject:
             "Running pods and containers",
             "Pods of the namespace with a running container, and their running containers.",
             [
-                series(_namespace_last(catalog.POD_COUNT, "pods")),
-                series(_namespace_last(catalog.CONTAINER_COUNT, "containers")),
+                series(namespace.last(catalog.POD_COUNT, "pods")),
+                series(namespace.last(catalog.CONTAINER_COUNT, "containers")),
             ],
         )
     )
-    layout.add(
-        table(
-            "Pods",
-            "Each pod's mean use over the time range and its restarts. Click a pod for its Pod dashboard.",
-            [
-                per_pod(catalog.CPU_USAGE_MILLICORES, "CPU used", over_time=False),
-                per_pod(catalog.MEMORY_WORKING_SET_BYTES, "memory used", over_time=False),
-                per_pod(catalog.RESTART_COUNT, "restarts", over_time=False, aggregate=Aggregate.MAX),
-                per_pod(catalog.CONTAINER_COUNT, "containers", over_time=False, aggregate=Aggregate.LAST),
-            ],
-            sort_by="CPU used",
-            link=TO_POD_ROW,
-        ),
-        width=24,
-        height=10,
-    )
+    layout.add(panels.pods_table("Pods", per_pod, TO_POD), width=24, height=10)
     return kpulse_dashboard(
         uid=UID,
         title=TITLE,

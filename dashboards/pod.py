@@ -8,17 +8,19 @@ network is the pod's own (its network namespace), not a sum over containers.
 from __future__ import annotations
 
 from aggregator import catalog
-from aggregator.catalog import Level, Metric, Tag
+from aggregator.catalog import Level, Tag
+from dashboards import panels
 from dashboards.house import (
     Aggregate,
     GrafanaObject,
     Layout,
     Line,
     Link,
-    Select,
+    Scoped,
     Uid,
     Variable,
     kpulse_dashboard,
+    mirrored,
     reference_lines,
     series,
     stat,
@@ -29,7 +31,6 @@ UID = Uid.POD
 TITLE = "kpulse / Pod"
 
 THE_POD = (Tag.CLUSTER, Tag.NODE, Tag.NAMESPACE, Tag.POD)
-PER_CONTAINER = (Tag.CONTAINER,)
 VARIABLES = (
     Variable(Tag.CLUSTER, Level.CLUSTER),
     # "All" by default: a pod is found by namespace and name; the node only narrows the lists.
@@ -38,21 +39,14 @@ VARIABLES = (
     Variable(Tag.POD, Level.POD, where=(Tag.CLUSTER, Tag.NODE, Tag.NAMESPACE)),
 )
 
-TO_NODE = Link("Node ${__field.labels.node}", Uid.NODE, keep=(Tag.CLUSTER,), take=(Tag.NODE,))
+TO_NODE = Link("Node", Uid.NODE, keep=(Tag.CLUSTER,), take=(Tag.NODE,))
 
-
-def pod(metric: Metric, label: str, aggregate: Aggregate = Aggregate.MEAN) -> Select:
-    """``metric`` of the selected pod (the sum over its containers, or its own network), over time."""
-    return Select(metric, Level.POD, label, where=THE_POD, aggregate=aggregate)
-
-
-def _pod_last(metric: Metric, label: str) -> Select:
-    return pod(metric, label, Aggregate.LAST)
-
-
-def per_container(metric: Metric, label: str, aggregate: Aggregate = Aggregate.MEAN) -> Select:
-    """``metric`` of each container of the selected pod."""
-    return Select(metric, Level.CONTAINER, label, where=THE_POD, by=PER_CONTAINER, aggregate=aggregate)
+pod = Scoped(Level.POD, where=THE_POD)
+"""The selected pod: the sum over its containers, or its own network."""
+per_container = Scoped(Level.CONTAINER, where=THE_POD, by=(Tag.CONTAINER,))
+"""Each container of the selected pod."""
+per_node = Scoped(Level.POD, where=THE_POD, by=(Tag.NODE,))
+"""The selected pod on each node it ran on."""
 
 
 def build() -> GrafanaObject:
@@ -61,22 +55,22 @@ def build() -> GrafanaObject:
     layout.row("Pod $namespace/$pod")
     for title, summary, query in (
         ("CPU used", "Cores the pod's containers keep busy.", pod(catalog.CPU_USAGE_MILLICORES, "used")),
-        ("CPU requests", "CPU the pod requested.", _pod_last(catalog.CPU_REQUEST_MILLICORES, "requests")),
+        ("CPU requests", "CPU the pod requested.", pod.last(catalog.CPU_REQUEST_MILLICORES, "requests")),
         (
             "CPU limits",
             "CPU limits of the pod's limited containers.",
-            _pod_last(catalog.CPU_LIMIT_MILLICORES, "limits"),
+            pod.last(catalog.CPU_LIMIT_MILLICORES, "limits"),
         ),
         (
             "Memory working set",
             "Memory the pod uses, inactive page cache excluded.",
             pod(catalog.MEMORY_WORKING_SET_BYTES, "used"),
         ),
-        ("Memory requests", "Memory the pod requested.", _pod_last(catalog.MEMORY_REQUEST_BYTES, "requests")),
+        ("Memory requests", "Memory the pod requested.", pod.last(catalog.MEMORY_REQUEST_BYTES, "requests")),
         (
             "Memory limits",
             "Memory limits of the pod's limited containers.",
-            _pod_last(catalog.MEMORY_LIMIT_BYTES, "limits"),
+            pod.last(catalog.MEMORY_LIMIT_BYTES, "limits"),
         ),
     ):
         layout.add(stat(title, summary, series(query)), width=4, height=4)
@@ -90,7 +84,7 @@ def build() -> GrafanaObject:
             [
                 series(per_container(catalog.CPU_USAGE_MILLICORES, "CPU")),
                 *reference_lines(
-                    _pod_last,
+                    pod.last,
                     {Line.REQUEST: catalog.CPU_REQUEST_MILLICORES, Line.LIMIT: catalog.CPU_LIMIT_MILLICORES},
                 ),
             ],
@@ -117,7 +111,7 @@ def build() -> GrafanaObject:
             [
                 series(per_container(catalog.MEMORY_WORKING_SET_BYTES, "memory")),
                 *reference_lines(
-                    _pod_last,
+                    pod.last,
                     {Line.REQUEST: catalog.MEMORY_REQUEST_BYTES, Line.LIMIT: catalog.MEMORY_LIMIT_BYTES},
                 ),
             ],
@@ -125,17 +119,7 @@ def build() -> GrafanaObject:
             legend_table=True,
         )
     )
-    layout.add(
-        timeseries(
-            "Memory by container: RSS and page cache",
-            "What each container's memory is made of: anonymous memory (RSS) and page cache.",
-            [
-                series(per_container(catalog.MEMORY_RSS_BYTES, "RSS"), "$tag_container RSS"),
-                series(per_container(catalog.MEMORY_CACHE_BYTES, "cache"), "$tag_container cache"),
-            ],
-            legend_table=True,
-        )
-    )
+    layout.add(panels.memory_composition(per_container))
 
     layout.row("Network")
     layout.add(
@@ -143,10 +127,10 @@ def build() -> GrafanaObject:
             "Pod network",
             "Bytes the pod receives (above the axis) and sends (below), all interfaces of its network "
             "namespace.",
-            [
-                series(pod(catalog.NETWORK_RX_BYTES_PER_SECOND, "receive")),
-                series(pod(catalog.NETWORK_TX_BYTES_PER_SECOND, "transmit"), negative=True),
-            ],
+            mirrored(
+                pod(catalog.NETWORK_RX_BYTES_PER_SECOND, "receive"),
+                pod(catalog.NETWORK_TX_BYTES_PER_SECOND, "transmit"),
+            ),
         )
     )
     layout.add(
@@ -155,12 +139,18 @@ def build() -> GrafanaObject:
             "Packets the pod receives (above the axis) and sends (below), and the ones in error or dropped: "
             "errors and drops should stay at zero.",
             [
-                series(pod(catalog.NETWORK_RX_PACKETS_PER_SECOND, "received")),
-                series(pod(catalog.NETWORK_TX_PACKETS_PER_SECOND, "sent"), negative=True),
-                series(pod(catalog.NETWORK_RX_ERRORS_PER_SECOND, "receive errors")),
-                series(pod(catalog.NETWORK_TX_ERRORS_PER_SECOND, "transmit errors"), negative=True),
-                series(pod(catalog.NETWORK_RX_DROPPED_PER_SECOND, "received dropped")),
-                series(pod(catalog.NETWORK_TX_DROPPED_PER_SECOND, "sent dropped"), negative=True),
+                *mirrored(
+                    pod(catalog.NETWORK_RX_PACKETS_PER_SECOND, "received"),
+                    pod(catalog.NETWORK_TX_PACKETS_PER_SECOND, "sent"),
+                ),
+                *mirrored(
+                    pod(catalog.NETWORK_RX_ERRORS_PER_SECOND, "receive errors"),
+                    pod(catalog.NETWORK_TX_ERRORS_PER_SECOND, "transmit errors"),
+                ),
+                *mirrored(
+                    pod(catalog.NETWORK_RX_DROPPED_PER_SECOND, "received dropped"),
+                    pod(catalog.NETWORK_TX_DROPPED_PER_SECOND, "sent dropped"),
+                ),
             ],
         )
     )
@@ -174,26 +164,16 @@ def build() -> GrafanaObject:
         ),
         width=8,
     )
-    layout.add(
-        timeseries(
-            "Processes by container",
-            "Processes and threads in each container.",
-            [series(per_container(catalog.PROCESS_COUNT, "processes", Aggregate.MAX))],
-        ),
-        width=8,
-    )
+    layout.add(panels.processes(per_container), width=8)
     layout.add(
         timeseries(
             "Disk I/O by container",
             "Bytes each container reads from (above the axis) and writes to (below) block devices.",
-            [
-                series(per_container(catalog.DISK_READ_BYTES_PER_SECOND, "read"), "$tag_container read"),
-                series(
-                    per_container(catalog.DISK_WRITE_BYTES_PER_SECOND, "write"),
-                    "$tag_container write",
-                    negative=True,
-                ),
-            ],
+            mirrored(
+                per_container(catalog.DISK_READ_BYTES_PER_SECOND, "read"),
+                per_container(catalog.DISK_WRITE_BYTES_PER_SECOND, "write"),
+                "$tag_container",
+            ),
         ),
         width=8,
     )
@@ -204,12 +184,7 @@ def build() -> GrafanaObject:
             "Pod CPU on its node",
             "The pod's CPU use, one series per node it ran on in the time range. Click a series for the "
             "Node dashboard.",
-            [
-                series(
-                    Select(catalog.CPU_USAGE_MILLICORES, Level.POD, "CPU", where=THE_POD, by=(Tag.NODE,)),
-                    link=TO_NODE,
-                )
-            ],
+            [series(per_node(catalog.CPU_USAGE_MILLICORES, "CPU"), link=TO_NODE)],
         ),
         width=24,
         height=6,

@@ -232,6 +232,22 @@ def test_links_set_only_variables_their_target_has(name: str) -> None:
         assert url.endswith("${__url_time_range}")
 
 
+@pytest.mark.parametrize("name", DASHBOARD_NAMES)
+def test_link_titles_name_the_clicked_entity_as_their_urls_read_it(name: str) -> None:
+    """A series link reads series labels and a table link the clicked row; a title in the other form would
+    show Grafana's placeholder text instead of the entity."""
+    for panel in _content_panels(DASHBOARDS[name]):
+        source = "__data.fields" if panel["type"] == "table" else "__field.labels"
+        for override in panel["fieldConfig"]["overrides"]:
+            for item in override["properties"]:
+                for link in item["value"] if item["id"] == "links" else []:
+                    clicked = re.findall(r"\$\{(__[\w.]+)\.(\w+)\}", link["title"] + link["url"])
+                    assert clicked, link
+                    assert {prefix for prefix, _ in clicked} == {source}, (panel["title"], link)
+                    (entity,) = re.findall(r"\$\{[\w.]+\.(\w+)\}", link["title"])
+                    assert f"var-{entity}=${{{source}.{entity}}}" in link["url"], (panel["title"], link)
+
+
 @pytest.mark.parametrize("query", QUERIES, ids=str)
 def test_kubelet_only_panels_say_so(query: PanelQuery) -> None:
     if not query.kubelet_only:

@@ -14,12 +14,14 @@ from dashboards.house import (
     Layout,
     Line,
     Link,
+    Scoped,
     Select,
     TopN,
     Uid,
     Variable,
     check_chain,
     line,
+    mirrored,
     series,
     table,
     timeseries,
@@ -177,6 +179,77 @@ def test_links_carry_variables_and_take_clicked_tags() -> None:
         "&var-pod=${__field.labels.pod}&${__url_time_range}"
     )
     assert "var-pod=${__data.fields.pod}" in link.url(from_table=True)
+
+
+def test_a_link_is_titled_by_the_clicked_entity_from_where_it_was_clicked() -> None:
+    link = Link("Pod", Uid.POD, keep=(Tag.CLUSTER,), take=(Tag.NAMESPACE, Tag.POD))
+    assert link.json(from_table=False)["title"] == "Pod ${__field.labels.pod}"
+    assert link.json(from_table=True)["title"] == "Pod ${__data.fields.pod}"
+    assert Link("Cluster", Uid.CLUSTER, keep=(Tag.CLUSTER,)).title(from_table=True) == "Cluster"
+
+
+def test_scoped_queries_filter_by_its_variables_and_group_by_its_entities() -> None:
+    per_pod = Scoped(Level.POD, where=(Tag.CLUSTER, Tag.NODE), by=(Tag.NAMESPACE, Tag.POD))
+    filtered = ' WHERE $timeFilter AND "cluster" =~ /^$cluster$/ AND "node" =~ /^$node$/'
+    assert per_pod(catalog.MEMORY_WORKING_SET_BYTES, "memory").influxql() == (
+        'SELECT mean("memory_working_set_bytes") AS "memory" FROM "pod"'
+        + filtered
+        + ' GROUP BY time($__interval), "namespace", "pod" fill(null)'
+    )
+    assert per_pod.last(catalog.CPU_LIMIT_MILLICORES, "limits").influxql() == (
+        'SELECT last("cpu_limit_millicores") / 1000 AS "limits" FROM "pod"'
+        + filtered
+        + ' GROUP BY time($__interval), "namespace", "pod" fill(null)'
+    )
+    assert per_pod.column(catalog.RESTART_COUNT, "restarts", Aggregate.MAX).influxql() == (
+        'SELECT max("restart_count") AS "restarts" FROM "pod"' + filtered + ' GROUP BY "namespace", "pod"'
+    )
+
+
+def test_scoped_without_by_reads_one_series() -> None:
+    node = Scoped(Level.NODE, where=(Tag.CLUSTER, Tag.NODE))
+    assert node(catalog.CPU_USAGE_MILLICORES, "used").influxql() == (
+        'SELECT mean("cpu_usage_millicores") / 1000 AS "used" FROM "node" WHERE $timeFilter'
+        ' AND "cluster" =~ /^$cluster$/ AND "node" =~ /^$node$/ GROUP BY time($__interval) fill(null)'
+    )
+
+
+def test_scoped_refuses_tags_its_level_lacks_where_it_is_named() -> None:
+    with pytest.raises(DefinitionError, match="the namespace measurement has no tag 'node'"):
+        Scoped(Level.NAMESPACE, where=(Tag.CLUSTER, Tag.NODE))
+    with pytest.raises(DefinitionError, match="the node measurement has no tag 'pod'"):
+        Scoped(Level.NODE, where=(Tag.CLUSTER,), by=(Tag.POD,))
+    with pytest.raises(DefinitionError, match="cpu_capacity_millicores from pod"):
+        Scoped(Level.POD, where=(Tag.CLUSTER,)).last(catalog.CPU_CAPACITY_MILLICORES, "capacity")
+
+
+def test_mirrored_draws_the_second_query_below_the_axis() -> None:
+    per_pod = Scoped(Level.POD, where=(Tag.CLUSTER,), by=(Tag.POD,))
+    to_pod = Link("Pod", Uid.POD, keep=(Tag.CLUSTER,), take=(Tag.POD,))
+    receive = per_pod(catalog.NETWORK_RX_BYTES_PER_SECOND, "receive")
+    transmit = per_pod(catalog.NETWORK_TX_BYTES_PER_SECOND, "transmit")
+    above, below = mirrored(receive, transmit, "$tag_pod", link=to_pod)
+    assert (above.query, above.legend, above.negative, above.link) == (
+        receive,
+        "$tag_pod receive",
+        False,
+        to_pod,
+    )
+    assert (below.query, below.legend, below.negative, below.link) == (
+        transmit,
+        "$tag_pod transmit",
+        True,
+        to_pod,
+    )
+    totals = mirrored(
+        Select(catalog.DISK_READ_BYTES_PER_SECOND, Level.POD, "read"),
+        Select(catalog.DISK_WRITE_BYTES_PER_SECOND, Level.POD, "write"),
+    )
+    assert [(target.legend, target.negative) for target in totals] == [("read", False), ("write", True)]
+    panel = timeseries("Network", "Network.", [above, below], stack=True).to_json_data()
+    (_, negative) = panel["fieldConfig"]["overrides"]
+    assert negative["matcher"] == {"id": "byFrameRefID", "options": "B"}
+    assert {"id": "custom.transform", "value": "negative-Y"} in negative["properties"]
 
 
 def test_layout_wraps_lines_under_full_width_rows() -> None:

@@ -1,26 +1,36 @@
-"""``python -m aggregator``: read the settings, configure logging, serve the API with uvicorn.
+"""``python -m aggregator``: read the settings, configure logging, serve the APIs with uvicorn.
 
 Exit status 2 with one line per bad setting (naming its environment variable) when the settings are
-invalid; defaults listen on 127.0.0.1:8080 and write through the v1 API to http://127.0.0.1:8086,
-database ``kpulse`` (created when missing).
+invalid, 1 when the metrics API cannot be set up or a server cannot start; defaults listen on
+127.0.0.1:8080 and write through the v1 API to http://127.0.0.1:8086, database ``kpulse`` (created when
+missing). With ``KPULSE_AGGREGATOR_METRICS_API_PORT`` set, the same process and event loop also serve
+``metrics.k8s.io`` over HTTPS to the Kubernetes API server (docs/deploy.md); SIGTERM stops both.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import sys
+import tempfile
+from pathlib import Path
 
 import uvicorn
 from pydantic import ValidationError
 
-from aggregator.api.app import create_app
+from aggregator.api.app import create_app, create_metrics_api_app
 from aggregator.api.deps import configured_token
+from aggregator.api.metrics_api_setup import MetricsApiListener, metrics_api_config, prepare_metrics_api
+from aggregator.api.serving import GroupedServer, serve_all
+from aggregator.errors import AggregatorError
 from aggregator.settings import AggregatorSettings, get_settings
 
 log = logging.getLogger("aggregator")
 
 ENV_PREFIX = "KPULSE_AGGREGATOR_"
 EXIT_BAD_SETTINGS = 2
+EXIT_FAILED = 1
 
 
 class OneLineFormatter(logging.Formatter):
@@ -74,17 +84,63 @@ def main() -> int:
         settings.influx_api,
         target,
     )
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,  # keep the one-line root handler configured above
-        # A line per collector request every few seconds drowns the log; /metrics counts requests.
-        access_log=settings.log_level == "DEBUG",
-        ssl_certfile=settings.tls_cert_file,
-        ssl_keyfile=settings.tls_key_file,
+    # A line per collector request every few seconds drowns the log; /metrics counts requests.
+    access_log = settings.log_level == "DEBUG"
+    app = create_app(settings)
+    configs = [
+        uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_config=None,  # keep the one-line root handler configured above
+            access_log=access_log,
+            ssl_certfile=settings.tls_cert_file,
+            ssl_keyfile=settings.tls_key_file,
+        )
+    ]
+    with contextlib.ExitStack() as cleanup:
+        if settings.metrics_api_port is not None:
+            try:
+                # Private (0700) and removed at exit: the self-signed key and the front-proxy CA go here.
+                workdir = Path(
+                    cleanup.enter_context(tempfile.TemporaryDirectory(prefix="kpulse-metrics-api-"))
+                )
+                listener = prepare_metrics_api(settings, workdir)
+            except (AggregatorError, OSError) as exc:
+                log.error("the metrics API (KPULSE_AGGREGATOR_METRICS_API_PORT) cannot start: %s", exc)
+                return EXIT_FAILED
+            _log_metrics_api(listener)
+            metrics_api = create_metrics_api_app(
+                app.state.aggregator, trust=listener.trust, authorizer=listener.authorizer
+            )
+            configs.append(metrics_api_config(metrics_api, listener, access_log=access_log))
+        try:
+            for config in configs:
+                config.load()  # certificate and key errors surface here, before anything listens
+        except OSError as exc:  # ssl.SSLError included
+            log.error("cannot load the TLS certificate or key: %s", exc)
+            return EXIT_FAILED
+        stopped_cleanly = asyncio.run(serve_all([GroupedServer(config) for config in configs]))
+    return 0 if stopped_cleanly else EXIT_FAILED
+
+
+def _log_metrics_api(listener: MetricsApiListener) -> None:
+    log.info(
+        "metrics.k8s.io for the Kubernetes API server on https://%s:%d (%s serving certificate); front proxy "
+        "trusted from %s, allowed names %s",
+        listener.host,
+        listener.port,
+        "self-signed" if listener.self_signed else "configured",
+        listener.trust_source,
+        list(listener.trust.allowed_names) or "any",
     )
-    return 0
+    if listener.authorizer is None:
+        log.warning(
+            "KPULSE_AGGREGATOR_METRICS_API_INSECURE_SKIP_AUTHORIZATION is set: every user the API server "
+            "names may read every node's and pod's metrics, whatever RBAC says (unsafe)"
+        )
+    else:
+        log.info("metrics API users are authorized by SubjectAccessReviews at %s", listener.kubernetes_url)
 
 
 if __name__ == "__main__":

@@ -3,10 +3,14 @@
     AggregatorError
     ├── BadBatchError   an ingest body that cannot be accepted (maps to a 4xx with the message)
     │   └── BodyTooLargeError   over the size limit, compressed or after decompression (413)
-    └── SinkError       InfluxDB refused or could not be reached
-        └── PermanentWriteError  the server rejected the data itself (4xx): retrying cannot help
+    ├── SinkError       InfluxDB refused or could not be reached
+    │   └── PermanentWriteError  the server rejected the data itself (4xx): retrying cannot help
+    ├── KubernetesApiError   the Kubernetes API server could not be asked, or refused (metrics API)
+    └── FrontProxyConfigError  no usable front-proxy (requestheader) trust for the metrics API
 
 A sink error is retried by the writer; a permanent one is logged with the server's message and counted.
+A Kubernetes API error fails the metrics-API request closed (503); a front-proxy configuration error stops
+the aggregator at start-up.
 """
 
 from __future__ import annotations
@@ -30,3 +34,11 @@ class SinkError(AggregatorError):
 
 class PermanentWriteError(SinkError):
     """InfluxDB rejected the points themselves (bad line protocol, type conflict): do not retry them."""
+
+
+class KubernetesApiError(AggregatorError):
+    """A request to the Kubernetes API server failed; the message says which and why (its own words)."""
+
+
+class FrontProxyConfigError(AggregatorError):
+    """The front-proxy trust (requestheader CA, names, headers) is missing or malformed; says where from."""

@@ -37,6 +37,8 @@ BATCH_OUTCOMES = (
     "invalid",
 )
 """Labels of ``batches_received``: what became of an ingest request."""
+METRICS_API_OUTCOMES = ("allowed", "unauthenticated", "forbidden", "authorization_failed")
+"""Labels of ``metrics_api_requests``: what became of a request to the metrics API port (probes aside)."""
 
 SCRAPE_TO_WRITE_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0)
 """Seconds; a healthy pipeline writes within about one interval plus the flush interval."""
@@ -85,6 +87,15 @@ class AggregatorMetrics:
             "Background rollup ticks that failed (logged with their traceback).",
             registry=self.registry,
         )
+        self.metrics_api_requests = Counter(
+            f"{PREFIX}_metrics_api_requests",
+            "Requests to the metrics.k8s.io port (APIService) by outcome: allowed, or why they were refused "
+            "(authorization_failed: the API server could not be asked).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        for outcome in METRICS_API_OUTCOMES:
+            self.metrics_api_requests.labels(outcome=outcome)
         self._state = _StateCollector()
         self.registry.register(self._state)
 

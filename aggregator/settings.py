@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, HttpUrl, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, BeforeValidator, Field, HttpUrl, SecretStr, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _names_list(value: Any) -> Any:
+    # Comma-separated, as the API server's --requestheader-* flags take them; a JSON array, as the
+    # extension-apiserver-authentication ConfigMap publishes them, works too.
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"not a JSON array of strings ({exc}); or give a,b,c") from None
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+Names = Annotated[list[str], NoDecode, BeforeValidator(_names_list)]
+"""A list setting given as ``a,b`` or ``["a", "b"]``."""
 
 
 class AggregatorSettings(BaseSettings):
@@ -62,6 +81,34 @@ class AggregatorSettings(BaseSettings):
     tls_key_file: Path | None = None
     """PEM private key of ``tls_cert_file``."""
 
+    metrics_api_port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    """HTTPS port serving ``metrics.k8s.io`` to the Kubernetes API server (an APIService); unset: off."""
+    metrics_api_host: str | None = None
+    """Address of that port; unset: the same as ``host``."""
+    metrics_api_cert_file: Path | None = None
+    """PEM serving certificate (chain) of the metrics API; unset: a self-signed one made at start-up."""
+    metrics_api_key_file: Path | None = None
+    """PEM private key of ``metrics_api_cert_file``."""
+    metrics_api_requestheader_client_ca_file: Path | None = None
+    """CA of the API server's front-proxy client certificate; unset: read, with the names and headers below,
+    from the ConfigMap kube-system/extension-apiserver-authentication through the API server."""
+    metrics_api_requestheader_allowed_names: Names = []
+    """Common names the front-proxy certificate may have; empty: any certificate that CA signed."""
+    metrics_api_requestheader_username_headers: Annotated[Names, Field(min_length=1)] = ["X-Remote-User"]
+    metrics_api_requestheader_group_headers: Names = ["X-Remote-Group"]
+    metrics_api_requestheader_extra_headers_prefix: Names = ["X-Remote-Extra-"]
+    metrics_api_requestheader_uid_headers: Names = []
+    metrics_api_kubernetes_url: HttpUrl | None = None
+    """The API server (ConfigMap, SubjectAccessReviews); unset: https://$KUBERNETES_SERVICE_HOST:$..._PORT."""
+    metrics_api_service_account_dir: Path = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+    """Where the pod's service-account ``token`` and the API server's ``ca.crt`` are."""
+    metrics_api_authorization_allowed_ttl_seconds: Annotated[float, Field(ge=0)] = 10.0
+    """How long a SubjectAccessReview that allowed a request is reused (metrics-server's default)."""
+    metrics_api_authorization_denied_ttl_seconds: Annotated[float, Field(ge=0)] = 10.0
+    """How long a SubjectAccessReview that denied a request is reused (metrics-server's default)."""
+    metrics_api_insecure_skip_authorization: bool = False
+    """UNSAFE: serve every user the front proxy names, without asking the API server (SubjectAccessReview)."""
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @model_validator(mode="after")
@@ -81,6 +128,20 @@ class AggregatorSettings(BaseSettings):
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError(
                 "HTTPS needs both KPULSE_AGGREGATOR_TLS_CERT_FILE and KPULSE_AGGREGATOR_TLS_KEY_FILE"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _metrics_api_is_consistent(self) -> AggregatorSettings:
+        if (self.metrics_api_cert_file is None) != (self.metrics_api_key_file is None):
+            raise ValueError(
+                "the metrics API's own certificate needs both KPULSE_AGGREGATOR_METRICS_API_CERT_FILE and "
+                "KPULSE_AGGREGATOR_METRICS_API_KEY_FILE (neither: a self-signed one is made)"
+            )
+        if self.metrics_api_port is not None and self.metrics_api_port == self.port:
+            raise ValueError(
+                "KPULSE_AGGREGATOR_METRICS_API_PORT must differ from KPULSE_AGGREGATOR_PORT "
+                f"(both are {self.port})"
             )
         return self
 

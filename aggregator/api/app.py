@@ -5,6 +5,7 @@ Usage::
     app = create_app(AggregatorSettings())                    # writes to InfluxDB per the settings
     app = create_app(settings, sink=MemorySink())             # tests: points stay in memory
     uvicorn.run(app, host=settings.host, port=settings.port)
+    api = create_metrics_api_app(app.state.aggregator, trust=trust, authorizer=reviewer)   # for an APIService
 """
 
 from __future__ import annotations
@@ -17,8 +18,14 @@ from collections.abc import AsyncIterator, Callable
 
 import anyio.to_thread
 import requests
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
+from aggregator.api.authz import Authorizer
+from aggregator.api.front_proxy import RequestHeaderTrust
+from aggregator.api.metrics_api_guard import MetricsApiGuard, status_response
+from aggregator.api.query_deps import require_query_token
 from aggregator.api.query_state import build_query_api
 from aggregator.api.routes import health, ingest, metrics, metrics_k8s, model
 from aggregator.api.state import AggregatorState
@@ -137,6 +144,42 @@ def create_app(
     app.include_router(model.router)
     app.include_router(metrics_k8s.router)
     return app
+
+
+def create_metrics_api_app(
+    state: AggregatorState, *, trust: RequestHeaderTrust, authorizer: Authorizer | None
+) -> FastAPI:
+    """The app behind the ``v1beta1.metrics.k8s.io`` APIService: ``metrics.k8s.io`` and its discovery, probes.
+
+    It serves the data of ``state`` (the main app's, whose lifespan runs the pipeline and the sink) and owns
+    nothing. Every route but the probes requires the API server's front proxy and a user ``authorizer``
+    allows (``None``: anyone the front proxy names, which is unsafe). No OpenAPI document: the
+    kube-aggregator takes a 404 on ``/openapi/v2`` and ``/openapi/v3`` as "none provided".
+    """
+    if state.query is None:
+        raise ValueError("the metrics API needs the query state create_app builds")
+    app = FastAPI(title="kpulse metrics.k8s.io", openapi_url=None, docs_url=None, redoc_url=None)
+    app.state.aggregator = state
+    app.state.query = state.query
+    # The API server forwards no bearer token: the front proxy's certificate authenticates callers here.
+    app.dependency_overrides[require_query_token] = _no_query_token
+    app.include_router(health.router)
+    app.add_api_route("/livez", health.healthz, tags=["health"])
+    app.include_router(metrics_k8s.router)
+    app.add_exception_handler(HTTPException, _kubernetes_status)  # type: ignore[arg-type]
+    app.add_middleware(MetricsApiGuard, trust=trust, authorizer=authorizer, metrics=state.metrics)
+    return app
+
+
+def _no_query_token() -> None:
+    return None
+
+
+async def _kubernetes_status(request: Request, exc: HTTPException) -> JSONResponse:
+    # Unknown paths and methods answer as the API server does, in a Status, not FastAPI's {"detail": ...}.
+    if exc.status_code == 404:
+        return status_response(404, "the server could not find the requested resource")
+    return status_response(exc.status_code, str(exc.detail))
 
 
 async def _tick_forever(state: AggregatorState, sink: Sink) -> None:

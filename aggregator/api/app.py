@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from aggregator.api.authz import Authorizer
+from aggregator.api.durable_acks import DurableAckMiddleware
 from aggregator.api.front_proxy import RequestHeaderTrust
 from aggregator.api.metrics_api_guard import MetricsApiGuard, status_response
 from aggregator.api.query_deps import require_query_token
@@ -143,6 +144,8 @@ def create_app(
     app.include_router(metrics.router)
     app.include_router(model.router)
     app.include_router(metrics_k8s.router)
+    # With a spool, ingest answers once its points are fsynced, without blocking the loop meanwhile.
+    app.add_middleware(DurableAckMiddleware)
     return app
 
 

@@ -3,7 +3,7 @@
 Answers are classified as by the v1 backend: 4xx other than 401/403/408/429 means InfluxDB refused the data
 (the result carries its message and how many points were lost); everything else that fails is a transient
 ``SinkError`` that the writer retries. influxdb-client's own retries stay off so that retrying, and the
-order it keeps, is decided in one place (``BufferedWriter``).
+order it keeps, is decided in one place (the writer core, ``writer.py``).
 
 Usage::
 
@@ -24,8 +24,8 @@ from influxdb_client.rest import ApiException
 
 from aggregator.errors import SinkError
 from aggregator.points import Point
-from aggregator.sinks.buffered import WriteResult
 from aggregator.sinks.lineprotocol import rejected_points, to_lines
+from aggregator.sinks.writer import WriteResult
 
 _NS = cast(WritePrecision, WritePrecision.NS)  # the library declares its constants as plain str
 

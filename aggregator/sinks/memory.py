@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from aggregator.points import Point
-from aggregator.sinks.buffered import WriterStats
+from aggregator.sinks.writer import WriterStats
 
 
 class MemorySink:

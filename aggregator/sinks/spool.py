@@ -1,13 +1,18 @@
 """The durable write path: points journaled to on-disk segments before they are acknowledged, then written.
 
-With a spool configured the disk *is* the write buffer: ``SpooledWriter.write`` appends the points to the
-active segment and fsyncs before it returns (so a 202 means "on disk"), and one background thread reads
-records back in order, writes them to InfluxDB and deletes segments once every point in them was stored
-(or refused for good). Only the batch in flight is held in memory, so memory stays flat however long
-InfluxDB is away; the disk is bounded by ``max_bytes``, and when a new record would not fit the OLDEST
-segments are deleted first, their unsent points counted and logged once per episode. A restarted process
-finds the segments and replays them; InfluxDB overwrites a point with the same series and timestamp, so
-points that were written just before a crash and replayed after it are not duplicated.
+With a spool configured the disk *is* the write buffer: ``SpooledWriter.write`` returns (or, inside an HTTP
+request, lets the response start: ``acks.py``) only once the points are in the active segment and
+fsynced, and the shared writer core (``writer.py``) reads records back in order, writes them to InfluxDB
+and deletes segments once every point in them was stored (or refused for good). Only the batch in flight
+is held in memory, so memory stays flat however long InfluxDB is away; the disk is bounded by
+``max_bytes``, and when a new record would not fit the OLDEST segments are deleted first, their unsent
+points counted and logged once per episode. A restarted process finds the segments and replays them;
+InfluxDB overwrites a point with the same series and timestamp, so points that were written just before a
+crash and replayed after it are not duplicated.
+
+Appends are group-committed: one fsync thread takes every write queued while the previous fdatasync ran,
+appends their records, and makes them durable with one fdatasync; each write is acknowledged only after
+the fdatasync that covers it.
 
 Segment files are ``<20-digit sequence>.seg``; each record is a 12-byte header (payload length, CRC-32 of
 the payload, point count; little-endian uint32) followed by a JSON payload of one ``write`` call. A record
@@ -23,6 +28,8 @@ Usage::
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -35,9 +42,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from aggregator.errors import SinkError
 from aggregator.points import Point
-from aggregator.sinks.buffered import Backend, WriteResult, WriterStats
+from aggregator.sinks.acks import Ticket, defer
+from aggregator.sinks.writer import Backend, Batch, BatchWriter, Taken, WriterStats
 
 log = logging.getLogger(__name__)
 
@@ -66,18 +73,37 @@ class SpoolRecord:
     end: SpoolPosition
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Segment:
     sequence: int
     path: Path
     size: int = 0
-    """Bytes of valid records (a torn tail found at start is excluded)."""
+    """Bytes of durable records the reader may read (a torn tail found at start is excluded)."""
     points: int = 0
     taken: int = 0
     """Points already handed to the reader (in flight or done)."""
+    staged_bytes: int = 0
+    """Bytes appended behind ``size`` whose fdatasync has not finished yet: invisible to the reader."""
+    staged_points: int = 0
 
 
-def _encode(points: Sequence[Point], scraped_at_ns: int | None) -> bytes:
+@dataclass(slots=True)
+class Staged:
+    """Records appended by ``Spool.stage`` and not yet durable; ``sync`` and ``publish`` finish them."""
+
+    segments: list[_Segment] = field(default_factory=list)
+    """Segments holding staged bytes, oldest first."""
+    descriptors: list[int] = field(default_factory=list)
+    """Duplicated descriptors of those segments' files, for fdatasync outside the lock."""
+    new_segment: bool = False
+    """A segment file was created: its directory entry must be made durable too."""
+    dropped: int = 0
+    """Points of this group (or of older segments deleted to make room) that will not reach InfluxDB."""
+    error: OSError | None = None
+
+
+def encode_record(points: Sequence[Point], scraped_at_ns: int | None) -> bytes:
+    """One spool record (header and JSON payload) holding ``points`` and their scrape time in ns."""
     # Plain JSON keeps NaN and infinity (the line-protocol encoder leaves them out, and counts it, later).
     body = {"s": scraped_at_ns, "p": [[p.measurement, p.tags, p.fields, p.time_ns] for p in points]}
     payload = json.dumps(body, separators=(",", ":")).encode()
@@ -97,11 +123,20 @@ def _decode(payload: bytes) -> tuple[list[Point], int | None]:
 class Spool:
     """Append-only segment files in ``directory``, bounded by ``max_bytes``; not thread-safe (callers lock).
 
-    ``fsync=True`` makes every ``append`` durable (``fdatasync``) before it returns; new segment files are
-    also made durable in their directory.
+    Appending takes three steps so that the slow one runs without the caller's lock: ``stage`` (locked)
+    writes records to the files, ``sync`` (unlocked) fdatasyncs them when ``fsync`` is on, ``publish``
+    (locked) lets the reader see them, or discards them if a step failed. ``fdatasync`` is handed in so a
+    test can watch or hold the fsyncs.
     """
 
-    def __init__(self, directory: Path, *, max_bytes: int, fsync: bool = True) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        max_bytes: int,
+        fsync: bool = True,
+        fdatasync: Callable[[int], None] = os.fdatasync,
+    ) -> None:
         if max_bytes < _MIN_SEGMENT_BYTES:
             raise ValueError(f"spool max_bytes must be at least {_MIN_SEGMENT_BYTES}")
         self.directory = directory
@@ -110,6 +145,7 @@ class Spool:
             _MIN_SEGMENT_BYTES, min(_MAX_SEGMENT_BYTES, max_bytes // _SEGMENTS_PER_BOUND)
         )
         self._fsync = fsync
+        self._fdatasync = fdatasync
         directory.mkdir(parents=True, exist_ok=True)
         self._segments: list[_Segment] = []
         self._active: IO[bytes] | None = None
@@ -128,40 +164,87 @@ class Spool:
 
     @property
     def size_bytes(self) -> int:
-        """Bytes of records on disk."""
-        return sum(segment.size for segment in self._segments)
+        """Bytes of records on disk (durable or being made durable)."""
+        return sum(segment.size + segment.staged_bytes for segment in self._segments)
 
     @property
     def unread_points(self) -> int:
-        """Points on disk not yet handed to the reader."""
+        """Durable points not yet handed to the reader."""
         return sum(segment.points - segment.taken for segment in self._segments)
 
-    # -- writing -------------------------------------------------------------------------------------
+    # -- appending -----------------------------------------------------------------------------------
 
-    def append(self, points: Sequence[Point], scraped_at_ns: int | None = None) -> int:
-        """Append one record (durable on return when fsync is on); returns points dropped to make room.
+    def stage(self, records: Sequence[tuple[bytes, int]]) -> Staged:
+        """Append ``records`` (``encode_record`` bytes and point count) to the files, not yet durable.
 
-        Raises ``OSError`` when the disk refuses the write.
+        Makes room first (oldest segments go); never raises: a disk error is kept in the result.
         """
-        record = _encode(points, scraped_at_ns)
-        if len(record) > self.max_bytes - self.segment_bytes:
-            self._start_dropping(len(points))
-            log.error(
-                "a write of %d points (%d bytes) can never fit the spool: dropped", len(points), len(record)
-            )
-            return len(points)
-        dropped = self._make_room(len(record))
-        segment = self._segments[-1] if self._segments and self._active is not None else None
-        if segment is None or (segment.size and segment.size + len(record) > self.segment_bytes):
-            segment = self._open_segment()
-        assert self._active is not None
-        self._active.write(record)
-        self._active.flush()
-        if self._fsync:
-            os.fdatasync(self._active.fileno())
-        segment.size += len(record)
-        segment.points += len(points)
-        return dropped
+        staged = Staged()
+        for index, (record, count) in enumerate(records):
+            if len(record) > self.max_bytes - self.segment_bytes:
+                self._start_dropping(count)
+                log.error(
+                    "a write of %d points (%d bytes) can never fit the spool: dropped", count, len(record)
+                )
+                staged.dropped += count
+                continue
+            try:
+                staged.dropped += self._make_room(len(record))
+                segment = self._segments[-1] if self._segments and self._active is not None else None
+                used = segment.size + segment.staged_bytes if segment is not None else 0
+                if segment is None or (used and used + len(record) > self.segment_bytes):
+                    segment = self._open_segment(staged)
+                assert self._active is not None
+                self._active.write(record)
+            except OSError as exc:
+                staged.error = exc
+                staged.dropped += sum(lost for _, lost in records[index:])
+                return staged
+            segment.staged_bytes += len(record)
+            segment.staged_points += count
+            if not staged.segments or staged.segments[-1] is not segment:
+                staged.segments.append(segment)
+        if staged.segments and self._active is not None:
+            try:
+                self._active.flush()
+                if self._fsync:
+                    staged.descriptors.append(os.dup(self._active.fileno()))
+            except OSError as exc:
+                staged.error = exc
+        return staged
+
+    def sync(self, staged: Staged) -> None:
+        """Make ``staged`` durable (fdatasync; the directory too for a new segment); call without the lock."""
+        try:
+            if staged.error is None and self._fsync:
+                for descriptor in staged.descriptors:
+                    self._fdatasync(descriptor)
+                if staged.new_segment:
+                    self._fsync_directory()
+        except OSError as exc:
+            staged.error = exc
+        finally:
+            for descriptor in staged.descriptors:
+                os.close(descriptor)
+            staged.descriptors.clear()
+
+    def publish(self, staged: Staged) -> None:
+        """Let the reader see ``staged``; after a failed step, cut it off the files and count it dropped."""
+        present = [segment for segment in staged.segments if any(s is segment for s in self._segments)]
+        if staged.error is None:
+            for segment in present:
+                segment.size += segment.staged_bytes
+                segment.points += segment.staged_points
+                segment.staged_bytes = segment.staged_points = 0
+            return
+        # The next record starts a new file: offsets in this one may be off by a partial write.
+        with contextlib.suppress(OSError):
+            self._seal()
+        for segment in present:
+            staged.dropped += segment.staged_points
+            segment.staged_bytes = segment.staged_points = 0
+            with contextlib.suppress(OSError):
+                os.truncate(segment.path, segment.size)
 
     def _make_room(self, needed: int) -> int:
         dropped = 0
@@ -169,7 +252,7 @@ class Spool:
             if len(self._segments) == 1 and self._active is not None:
                 self._seal()  # the next record opens a new segment; this one may go
             oldest = self._segments.pop(0)
-            lost = oldest.points - oldest.taken
+            lost = oldest.points + oldest.staged_points - oldest.taken
             dropped += lost
             self.segments_dropped += 1
             if self._reader_sequence == oldest.sequence:
@@ -192,20 +275,24 @@ class Spool:
                 self.directory,
             )
 
-    def _open_segment(self) -> _Segment:
+    def _open_segment(self, staged: Staged) -> _Segment:
+        if self._active is not None:
+            self._active.flush()
+            if self._fsync and staged.segments and staged.segments[-1] is self._segments[-1]:
+                # Records staged in the segment being sealed are synced with the rest of the group.
+                staged.descriptors.append(os.dup(self._active.fileno()))
         self._seal()
         sequence = self._segments[-1].sequence + 1 if self._segments else max(1, self._read_at.segment)
         segment = _Segment(sequence, self.directory / f"{sequence:020d}{_SUFFIX}")
         self._active = segment.path.open("ab")
-        if self._fsync:
-            self._fsync_directory()
+        staged.new_segment = True
         self._segments.append(segment)
         return segment
 
     def _seal(self) -> None:
         if self._active is not None:
-            self._active.close()
-            self._active = None
+            active, self._active = self._active, None
+            active.close()
 
     def _fsync_directory(self) -> None:
         fd = os.open(self.directory, os.O_RDONLY)
@@ -229,8 +316,8 @@ class Spool:
             if segment is None:
                 break
             if self._read_at.offset >= segment.size:
-                if segment is self._segments[-1] and self._active is not None:
-                    break  # the active segment: more may come
+                if segment.staged_bytes or (segment is self._segments[-1] and self._active is not None):
+                    break  # more records are on their way into this segment
                 self._read_at = SpoolPosition(segment.sequence + 1, 0)
                 continue
             record = self._read_record(segment)
@@ -289,8 +376,9 @@ class Spool:
         """Everything before ``position`` reached InfluxDB (or was refused for good): delete what it frees."""
         while self._segments:
             oldest = self._segments[0]
-            done = oldest.sequence < position.segment or (
-                oldest.sequence == position.segment and position.offset >= oldest.size
+            done = not oldest.staged_bytes and (
+                oldest.sequence < position.segment
+                or (oldest.sequence == position.segment and position.offset >= oldest.size)
             )
             if not done:
                 break
@@ -361,16 +449,76 @@ class Spool:
 
 
 @dataclass(slots=True)
-class _InFlight:
-    records: list[SpoolRecord]
-    points: list[Point] = field(default_factory=list)
+class _SpooledBatch(Batch):
+    records: list[SpoolRecord] = field(default_factory=list)
 
 
-class SpooledWriter:
+class SpoolStore:
+    """A ``PendingStore`` on a ``Spool``: batches are whole records read back in order."""
+
+    where = "in the spool"
+
+    def __init__(self, spool: Spool) -> None:
+        self.spool = spool
+        self._in_flight = 0
+
+    @property
+    def pending_points(self) -> int:
+        """Durable points not yet read back."""
+        return self.spool.unread_points
+
+    def take(self, max_points: int) -> Taken:
+        """Whole records up to ``max_points`` (one larger record goes alone); may raise ``OSError``."""
+        records, lost = self.spool.read(max_points)
+        if not records:
+            return Taken(None, lost)
+        batch = _SpooledBatch([point for record in records for point in record.points], records)
+        self._in_flight = len(batch.points)
+        return Taken(batch, lost)
+
+    def settle(self, batch: Batch) -> list[int]:
+        """Delete the segments the batch finished; one latency per record that has a scrape time."""
+        assert isinstance(batch, _SpooledBatch)
+        self._in_flight = 0
+        try:
+            self.spool.commit(batch.records[-1].end)
+        except OSError as exc:
+            log.error("cannot delete written spool segments in %s: %s", self.spool.directory, exc)
+        return [record.scraped_at_ns for record in batch.records if record.scraped_at_ns is not None]
+
+    def close(self, *, writer_stopped: bool) -> int:
+        """Nothing is dropped: what InfluxDB has not taken stays on disk for the next start."""
+        remaining = self.spool.unread_points + self._in_flight
+        if remaining:
+            log.warning(
+                "stopped with %d points not yet in InfluxDB: kept in the spool for the next start", remaining
+            )
+        self.spool.close()
+        return 0
+
+    def describe(self, stats: WriterStats) -> WriterStats:
+        """``stats`` with the spool's size, bound and drops."""
+        return dataclasses.replace(
+            stats,
+            spool_bytes=self.spool.size_bytes,
+            spool_capacity_bytes=self.spool.max_bytes,
+            spool_points_dropped=self.spool.points_dropped,
+        )
+
+
+@dataclass(slots=True)
+class _Append:
+    points: Sequence[Point]
+    scraped_at_ns: int | None
+    ticket: Ticket
+
+
+class SpooledWriter(BatchWriter[SpoolStore]):
     """A ``MonitoredSink`` whose buffer is a ``Spool``: durable on ``write``, written to InfluxDB in order.
 
-    Batches are whole records up to ``batch_points`` (one record larger than that goes alone). Transient
-    failures are retried with capped exponential backoff; points refused for good are counted.
+    ``write`` queues the points for the fsync thread and waits for their fdatasync, or, inside a
+    ``deferred_acks`` scope (an HTTP request), hands the wait to the scope and returns at once. Batches are
+    whole records up to ``batch_points`` (one record larger than that goes alone).
     """
 
     def __init__(
@@ -385,227 +533,93 @@ class SpooledWriter:
         clock_ns: Callable[[], int] = time.time_ns,
         latency_observer: Callable[[float], None] | None = None,
     ) -> None:
-        if batch_points < 1:
-            raise ValueError("batch_points must be at least 1")
-        self._backend = backend
+        super().__init__(
+            backend,
+            SpoolStore(spool),
+            batch_points=batch_points,
+            flush_interval_seconds=flush_interval_seconds,
+            retry_initial_seconds=retry_initial_seconds,
+            retry_max_seconds=retry_max_seconds,
+            clock_ns=clock_ns,
+            latency_observer=latency_observer,
+            thread_name="kpulse-spool-writer",
+            accepted=spool.recovered_points,
+        )
         self._spool = spool
-        self._batch_points = batch_points
-        self._interval = flush_interval_seconds
-        self._retry_initial = retry_initial_seconds
-        self._retry_max = retry_max_seconds
-        self._clock_ns = clock_ns
-        self.latency_observer = latency_observer
-
-        self._cond = threading.Condition()
-        self._accepted = spool.recovered_points
-        self._finished = 0
-        self._written = 0
-        self._rejected = 0
-        self._dropped = 0
-        self._write_errors = 0
-        self._in_flight = 0
-        self._last_success_ns: int | None = None
-        self._last_error: str | None = None
-        self._flush_waiters = 0
-        self._closed = False
-        self._stopping = False
-        self._failing_since: float | None = None
-        self._failed_attempts = 0
+        self._appends: list[_Append] = []
+        self._appends_waiting = threading.Condition(self._lock)
+        self._committer_stopping = False
         self._disk_failing = False
-        # Recovered points are overdue: send them at once.
-        self._oldest_unread_at: float | None = time.monotonic() - self._interval if self._accepted else None
-
-        self._thread = threading.Thread(target=self._run, name="kpulse-spool-writer", daemon=True)
-        self._thread.start()
-
-    # -- the Sink protocol ---------------------------------------------------------------------------
+        self._committer = threading.Thread(
+            target=self._commit_forever, name="kpulse-spool-fsync", daemon=True
+        )
+        self._committer.start()
 
     def write(self, points: Sequence[Point], *, scraped_at_ns: int | None = None) -> None:
-        """Append ``points`` to the spool and fsync; returns once they are on disk (``scraped_at_ns``: ns)."""
+        """Spool ``points``; durable when this returns, or when the request's scope says so (ns: scrape)."""
         if not points:
             return
-        with self._cond:
-            self._accepted += len(points)
-            if self._closed:
-                self._count_dropped(len(points))
-                log.error("points written after the spool writer was closed are dropped (counted)")
+        ticket = Ticket()
+        with self._lock:
+            if not self._accept(len(points)):
                 return
-            try:
-                dropped = self._spool.append(points, scraped_at_ns)
-            except OSError as exc:
-                self._count_dropped(len(points))
-                if not self._disk_failing:
-                    self._disk_failing = True
-                    log.error(
-                        "cannot append to the spool in %s: %s (points dropped, counted)",
-                        self._spool.directory,
-                        exc,
-                    )
-                return
-            self._disk_failing = False
-            self._count_dropped(dropped)
-            if self._oldest_unread_at is None:
-                self._oldest_unread_at = time.monotonic()
-            self._cond.notify_all()
+            self._appends.append(_Append(tuple(points), scraped_at_ns, ticket))
+            self._appends_waiting.notify()
+        if not defer(ticket):
+            ticket.wait()
 
-    def flush(self, timeout_seconds: float | None = None) -> bool:
-        """Write what is spooled now; ``True`` when all of it was written or failed for good in time (s)."""
-        with self._cond:
-            target = self._accepted
-            self._flush_waiters += 1
-            self._cond.notify_all()
-            try:
-                return self._cond.wait_for(lambda: self._finished >= target, timeout=timeout_seconds)
-            finally:
-                self._flush_waiters -= 1
+    def _closing(self) -> None:
+        # Appends already accepted are made durable before the writer drains and the spool closes.
+        with self._lock:
+            self._committer_stopping = True
+            self._appends_waiting.notify()
+        self._committer.join()
 
-    def close(self, timeout_seconds: float = 10.0) -> None:
-        """Drain for up to ``timeout_seconds``, then stop; what is unwritten stays in the spool."""
-        with self._cond:
-            if self._closed:
-                return
-            self._closed = True
-        self.flush(timeout_seconds)
-        with self._cond:
-            self._stopping = True
-            self._cond.notify_all()
-        self._thread.join(timeout=max(1.0, timeout_seconds))
-        with self._cond:
-            remaining = self._accepted - self._finished
-            self._spool.close()
-        if remaining:
-            log.warning(
-                "stopped with %d points not yet in InfluxDB: kept in the spool for the next start", remaining
-            )
-        self._backend.close()
+    # -- the fsync thread ----------------------------------------------------------------------------
 
-    # -- observation ---------------------------------------------------------------------------------
-
-    def stats(self) -> WriterStats:
-        """The writer's and the spool's counters now."""
-        with self._cond:
-            return WriterStats(
-                points_accepted=self._accepted,
-                points_written=self._written,
-                points_rejected=self._rejected,
-                points_dropped=self._dropped,
-                write_errors=self._write_errors,
-                buffer_depth=self._accepted - self._finished,
-                buffer_capacity=None,
-                last_success_ns=self._last_success_ns,
-                last_error=self._last_error,
-                spool_bytes=self._spool.size_bytes,
-                spool_capacity_bytes=self._spool.max_bytes,
-                spool_points_dropped=self._spool.points_dropped,
-            )
-
-    def ping(self) -> None:
-        """Ask InfluxDB whether it is up; raises ``SinkError`` when it is not."""
-        self._backend.ping()
-
-    # -- under the lock ------------------------------------------------------------------------------
-
-    def _count_dropped(self, count: int) -> None:
-        self._dropped += count
-        self._finished += count
-
-    def _due(self) -> bool:
-        if not self._spool.unread_points:
-            return False
-        if self._spool.unread_points >= self._batch_points or self._flush_waiters or self._closed:
-            return True
-        return (
-            self._oldest_unread_at is not None and time.monotonic() >= self._oldest_unread_at + self._interval
-        )
-
-    def _next_batch(self) -> _InFlight | None:
-        with self._cond:
-            while not self._stopping:
-                if self._due():
-                    try:
-                        records, lost = self._spool.read(self._batch_points)
-                    except OSError as exc:
-                        log.error("cannot read the spool in %s: %s", self._spool.directory, exc)
-                        self._cond.wait(self._retry_max)
-                        continue
-                    self._count_dropped(lost)
-                    self._oldest_unread_at = None if not self._spool.unread_points else self._oldest_unread_at
-                    if not records:
-                        continue
-                    batch = _InFlight(records, [point for record in records for point in record.points])
-                    self._in_flight = len(batch.points)
-                    return batch
-                timeout = None
-                if self._oldest_unread_at is not None:
-                    timeout = max(0.0, self._oldest_unread_at + self._interval - time.monotonic())
-                elif self._spool.unread_points:
-                    self._oldest_unread_at = time.monotonic()
-                    continue
-                self._cond.wait(timeout)
-            return None
-
-    # -- the writer thread ---------------------------------------------------------------------------
-
-    def _run(self) -> None:
-        while (batch := self._next_batch()) is not None:
-            self._deliver(batch)
-
-    def _deliver(self, batch: _InFlight) -> None:
-        delay = self._retry_initial
+    def _commit_forever(self) -> None:
         while True:
+            with self._lock:
+                self._appends_waiting.wait_for(lambda: self._appends or self._committer_stopping)
+                if not self._appends:
+                    return
+                group, self._appends = self._appends, []
             try:
-                result = self._backend.write_batch(batch.points)
-            except SinkError as exc:
-                if not self._wait_to_retry(exc, delay):
-                    return  # stopping: the batch is still in the spool, replayed at the next start
-                delay = min(delay * 2, self._retry_max)
-                continue
-            except Exception as exc:  # the writer thread must survive a bug in one batch
-                log.exception("InfluxDB backend failed unexpectedly; %d points lost", len(batch.points))
-                result = WriteResult(sent=len(batch.points), rejected=len(batch.points), message=repr(exc))
-            self._commit(batch, result)
-            return
+                self._commit_group(group)
+            except Exception:  # every later write would wait forever on a dead fsync thread
+                lost = sum(len(append.points) for append in group)
+                log.exception("spooling a group of %d points failed unexpectedly: counted as dropped", lost)
+                with self._lock:
+                    self._count_dropped(lost)
+                    self._cond.notify_all()
+            finally:
+                for append in group:
+                    append.ticket.set()
 
-    def _wait_to_retry(self, exc: SinkError, delay: float) -> bool:
-        with self._cond:
-            self._write_errors += 1
-            self._last_error = str(exc)
-            self._failed_attempts += 1
-            if self._failing_since is None:
-                self._failing_since = time.monotonic()
-                log.warning("InfluxDB write failed, keeping points in the spool and retrying: %s", exc)
-            self._cond.wait_for(lambda: self._stopping, timeout=delay)
-            return not self._stopping
-
-    def _commit(self, batch: _InFlight, result: WriteResult) -> None:
-        now_ns = self._clock_ns()
-        with self._cond:
-            sent = len(batch.points)
-            rejected = min(result.rejected, sent)
-            self._written += sent - rejected
-            self._rejected += rejected
-            self._finished += sent
-            self._in_flight = 0
-            self._last_success_ns = now_ns
-            self._last_error = None
-            if result.message is not None:
-                self._write_errors += 1
-                log.error("InfluxDB refused %d of %d points for good: %s", rejected, sent, result.message)
-            if self._failing_since is not None:
-                log.info(
-                    "InfluxDB writes recovered after %d failed attempts over %.1f s",
-                    self._failed_attempts,
-                    time.monotonic() - self._failing_since,
+    def _commit_group(self, group: list[_Append]) -> None:
+        records: list[tuple[bytes, int]] = []
+        unencodable = 0
+        for append in group:
+            try:
+                records.append((encode_record(append.points, append.scraped_at_ns), len(append.points)))
+            except (TypeError, ValueError):
+                log.exception("cannot spool a write of %d points: dropped", len(append.points))
+                unencodable += len(append.points)
+        with self._lock:
+            staged = self._spool.stage(records)
+        self._spool.sync(staged)
+        with self._lock:
+            self._spool.publish(staged)
+            self._count_dropped(staged.dropped + unencodable)
+            if staged.error is None:
+                self._disk_failing = False
+            elif not self._disk_failing:
+                self._disk_failing = True
+                log.error(
+                    "cannot append to the spool in %s: %s (points dropped, counted)",
+                    self._spool.directory,
+                    staged.error,
                 )
-                self._failing_since = None
-                self._failed_attempts = 0
-            try:
-                self._spool.commit(batch.records[-1].end)
-            except OSError as exc:
-                log.error("cannot delete written spool segments in %s: %s", self._spool.directory, exc)
-            self._cond.notify_all()
-        observer = self.latency_observer
-        if observer is not None:
-            for record in batch.records:
-                if record.scraped_at_ns is not None:
-                    observer((now_ns - record.scraped_at_ns) / 1e9)
+            if self._store.pending_points:
+                self._pending_grew()
+            self._cond.notify_all()  # a flush may wait for points that were just dropped

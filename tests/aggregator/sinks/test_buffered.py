@@ -1,58 +1,17 @@
-"""The buffered writer with a scripted backend: batching, timing, retry order, overflow, latency, shutdown."""
+"""The memory-queue writer with a scripted backend: batch splitting, overflow, latency of split writes,
+shutdown. What it shares with the spooled writer is tested for both in ``test_writer.py``."""
 
 from __future__ import annotations
 
 import logging
-import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 
 import pytest
 
-from aggregator.errors import SinkError
 from aggregator.points import Point
-from aggregator.sinks.buffered import BufferedWriter, WriteResult, WriterStats
+from aggregator.sinks.buffered import BufferedWriter, WriterStats
+from tests.aggregator.sinks.test_writer import ScriptedBackend
 from tests.helpers import wait_until
-
-
-class ScriptedBackend:
-    """Records every batch; each call takes the next scripted outcome (default: stored)."""
-
-    def __init__(self) -> None:
-        self.calls: list[list[Point]] = []
-        self.call_times: list[float] = []
-        self.stored: list[Point] = []
-        self.script: list[Callable[[Sequence[Point]], WriteResult]] = []
-        self.down = False
-        self.gate = threading.Event()
-        self.gate.set()
-        self.closed = False
-        self._lock = threading.Lock()
-
-    def write_batch(self, points: Sequence[Point]) -> WriteResult:
-        self.gate.wait()
-        with self._lock:
-            self.calls.append(list(points))
-            self.call_times.append(time.monotonic())
-            if self.down:
-                raise SinkError("connection refused")
-            step = self.script.pop(0) if self.script else None
-        result = step(points) if step is not None else WriteResult(len(points))
-        if result.rejected < len(points):
-            with self._lock:
-                self.stored.extend(points[: len(points) - result.rejected])
-        return result
-
-    def ping(self) -> None:
-        if self.down:
-            raise SinkError("connection refused")
-
-    def close(self) -> None:
-        self.closed = True
-
-
-def _fail(points: Sequence[Point]) -> WriteResult:
-    raise SinkError("HTTP 503: busy")
 
 
 def _points(count: int, start: int = 0) -> list[Point]:
@@ -110,83 +69,6 @@ def test_write_only_queues_and_flush_writes_in_batches_in_order(
     )
 
 
-def test_points_are_written_after_the_flush_interval_without_a_flush_call(
-    backend: ScriptedBackend, make_writer: Callable[..., BufferedWriter]
-) -> None:
-    writer = make_writer(flush_interval_seconds=0.05)
-    writer.write(_points(3))
-
-    wait_until(lambda: len(backend.stored) == 3, 5, "the interval did not flush")
-    assert writer.stats().points_written == 3
-
-
-def test_a_full_batch_is_written_at_once_without_waiting_for_the_interval(
-    backend: ScriptedBackend, make_writer: Callable[..., BufferedWriter]
-) -> None:
-    writer = make_writer(batch_points=10, flush_interval_seconds=3600)
-    writer.write(_points(12))
-
-    wait_until(lambda: len(backend.stored) == 10, 5, "a full batch was not written")
-    assert writer.stats().buffer_depth == 2
-
-
-def test_transient_failures_are_retried_with_capped_backoff_and_keep_the_order(
-    backend: ScriptedBackend, make_writer: Callable[..., BufferedWriter]
-) -> None:
-    backend.script = [_fail, _fail, _fail, _fail]
-    writer = make_writer(batch_points=5, retry_initial_seconds=0.02, retry_max_seconds=0.05)
-    points = _points(12)
-    writer.write(points)
-
-    assert writer.flush(timeout_seconds=10)
-
-    assert backend.stored == points
-    assert [len(call) for call in backend.calls] == [5, 5, 5, 5, 5, 5, 2]
-    assert all(call == points[:5] for call in backend.calls[:5])  # nothing overtook the failing batch
-    gaps = [b - a for a, b in zip(backend.call_times, backend.call_times[1:5], strict=False)]
-    assert [
-        round(gap, 2) >= expected for gap, expected in zip(gaps, [0.02, 0.04, 0.05, 0.05], strict=True)
-    ] == [True] * 4
-    stats = writer.stats()
-    assert (stats.write_errors, stats.points_written, stats.last_error) == (4, 12, None)
-
-
-def test_refused_points_are_counted_logged_and_not_retried(
-    backend: ScriptedBackend, make_writer: Callable[..., BufferedWriter], caplog: pytest.LogCaptureFixture
-) -> None:
-    backend.script = [
-        lambda pts: WriteResult(len(pts), 2, "HTTP 400: partial write: field type conflict dropped=2")
-    ]
-    writer = make_writer()
-
-    with caplog.at_level(logging.ERROR, logger="aggregator.sinks.buffered"):
-        writer.write(_points(6))
-        assert writer.flush(timeout_seconds=5)
-
-    assert len(backend.calls) == 1
-    stats = writer.stats()
-    assert (stats.points_written, stats.points_rejected, stats.write_errors) == (4, 2, 1)
-    assert any("field type conflict" in r.getMessage() and "2 of 6" in r.getMessage() for r in caplog.records)
-
-
-def test_a_bug_in_the_backend_loses_that_batch_only_and_the_writer_goes_on(
-    backend: ScriptedBackend, make_writer: Callable[..., BufferedWriter], caplog: pytest.LogCaptureFixture
-) -> None:
-    def explode(points: Sequence[Point]) -> WriteResult:
-        raise RuntimeError("bug")
-
-    backend.script = [explode]
-    writer = make_writer(batch_points=5)
-    with caplog.at_level(logging.ERROR, logger="aggregator.sinks.buffered"):
-        writer.write(_points(5))
-        writer.write(_points(5, start=5))
-        assert writer.flush(timeout_seconds=5)
-
-    assert backend.stored == _points(5, start=5)
-    assert writer.stats().points_rejected == 5
-    assert any("failed unexpectedly" in r.getMessage() for r in caplog.records)
-
-
 def test_overflow_drops_the_oldest_queued_points_and_logs_once_per_episode(
     backend: ScriptedBackend, make_writer: Callable[..., BufferedWriter], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -196,7 +78,7 @@ def test_overflow_drops_the_oldest_queued_points_and_logs_once_per_episode(
     writer.write(points[:5])
     wait_until(lambda: writer.stats().write_errors >= 1, 5, "the first batch was not attempted")
 
-    with caplog.at_level(logging.WARNING, logger="aggregator.sinks.buffered"):
+    with caplog.at_level(logging.WARNING, logger="aggregator.sinks"):
         for start in range(5, 30, 5):
             writer.write(points[start : start + 5])
         assert writer.stats().points_dropped == 15
@@ -258,7 +140,7 @@ def test_flush_times_out_while_influxdb_is_down_and_close_counts_what_is_left(
     writer.write(_points(12))
 
     assert not writer.flush(timeout_seconds=0.1)
-    with caplog.at_level(logging.ERROR, logger="aggregator.sinks.buffered"):
+    with caplog.at_level(logging.ERROR, logger="aggregator.sinks"):
         writer.close(timeout_seconds=0.2)
         writer.write(_points(3))
 
@@ -283,11 +165,3 @@ def test_close_drains_what_is_queued(
     assert backend.stored == _points(7)
     assert writer.stats().points_dropped == 0
     assert backend.closed
-
-
-def test_ping_asks_the_backend(backend: ScriptedBackend, make_writer: Callable[..., BufferedWriter]) -> None:
-    writer = make_writer()
-    writer.ping()
-    backend.down = True
-    with pytest.raises(SinkError):
-        writer.ping()

@@ -61,6 +61,39 @@ def test_points_are_read_back_exactly_and_the_database_is_created(
     assert _stored(influx_reader) == _as_rows(points)
 
 
+@pytest.mark.parametrize("compress", [True, False])
+def test_gzip_and_plain_bodies_store_the_same_points(
+    influx_url: str, influx_db: str, influx_reader: InfluxV1Backend, compress: bool
+) -> None:
+    backend = InfluxV1Backend(requests.Session(), url=influx_url, database=influx_db, compress=compress)
+    points = _points(30)
+
+    result = backend.write_batch(points)
+    backend.close()
+
+    assert (result.sent, result.rejected) == (30, 0)
+    assert _stored(influx_reader) == _as_rows(points)
+
+
+@pytest.mark.parametrize(
+    ("url", "compressed"),
+    [
+        ("http://127.0.0.1:8086", False),
+        ("http://127.3.4.5:8086/prefix", False),
+        ("http://localhost:8086", False),
+        ("http://[::1]:8086", False),
+        ("http://influxdb:8086", True),
+        ("https://10.0.0.7:8086", True),
+        ("http://[2001:db8::1]:8086", True),
+    ],
+)
+def test_bodies_are_gzipped_unless_influxdb_is_on_this_host(url: str, compressed: bool) -> None:
+    backend = InfluxV1Backend(requests.Session(), url=url, database="d")
+    assert backend.compress is compressed
+    assert (backend.encode_body(["m f=1 1"])[:2] == b"\x1f\x8b") is compressed  # the gzip magic
+    backend.close()
+
+
 def test_a_type_conflict_is_reported_with_the_servers_message_and_the_other_points_land(
     backend: InfluxV1Backend, influx_reader: InfluxV1Backend, influx_url: str, influx_db: str
 ) -> None:

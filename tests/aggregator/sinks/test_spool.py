@@ -1,9 +1,13 @@
-"""The disk spool and its writer: durable before ack, in-order replay across restarts, bound, torn records."""
+"""The disk spool and its writer: durable before ack, group commit, in-order replay across restarts, bound,
+torn records, disk errors."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
+import os
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,10 +21,65 @@ from aggregator.points import Point
 from aggregator.settings import AggregatorSettings
 from aggregator.sinks.spool import Spool, SpooledWriter
 from tests.aggregator.servers import serve
-from tests.aggregator.sinks.test_buffered import ScriptedBackend
+from tests.aggregator.sinks.test_writer import ScriptedBackend
 from tests.helpers import wait_until
 
 MAX_BYTES = 512 * 1024
+
+
+class GatedSync:
+    """The real ``os.fdatasync``, counted, and held until the test releases it (one release per call).
+
+    ``fail_next`` makes calls raise ``EIO`` instead, as a failing disk would.
+    """
+
+    def __init__(self, *, held: bool = True) -> None:
+        self.calls = 0
+        self.fail_next = 0
+        self._held = held
+        self._permits = threading.Semaphore(0)
+        self._lock = threading.Lock()
+
+    def __call__(self, descriptor: int) -> None:
+        with self._lock:
+            self.calls += 1
+            fail = self.fail_next > 0
+            self.fail_next -= 1 if fail else 0
+        if self._held:
+            assert self._permits.acquire(timeout=30), "a held fdatasync was never released"
+        if fail:
+            raise OSError(errno.EIO, "Input/output error (test)")
+        os.fdatasync(descriptor)
+
+    def release(self, count: int = 1) -> None:
+        self._permits.release(count)
+
+    def let_go(self) -> None:
+        """Stop holding: every later call goes through at once."""
+        self._held = False
+        self._permits.release(1000)
+
+
+class Writes:
+    """Blocking ``write`` calls, each in a thread of its own; records which have returned."""
+
+    def __init__(self, writer: SpooledWriter) -> None:
+        self._writer = writer
+        self.returned: list[int] = []
+        self._threads: list[threading.Thread] = []
+
+    def start(self, index: int, points: list[Point]) -> None:
+        def write() -> None:
+            self._writer.write(points)
+            self.returned.append(index)
+
+        thread = threading.Thread(target=write, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def join(self) -> None:
+        for thread in self._threads:
+            thread.join(10)
 
 
 def _points(count: int, start: int = 0) -> list[Point]:
@@ -43,14 +102,16 @@ def backend() -> ScriptedBackend:
 def make_writer(backend: ScriptedBackend, tmp_path: Path) -> Iterator[Callable[..., SpooledWriter]]:
     writers: list[SpooledWriter] = []
 
-    def make(*, max_bytes: int = MAX_BYTES, **options: object) -> SpooledWriter:
+    def make(
+        *, max_bytes: int = MAX_BYTES, fdatasync: Callable[[int], None] = os.fdatasync, **options: object
+    ) -> SpooledWriter:
         defaults: dict[str, object] = {
             "batch_points": 10,
             "flush_interval_seconds": 60.0,
             "retry_initial_seconds": 0.01,
             "retry_max_seconds": 0.04,
         }
-        spool = Spool(tmp_path / "spool", max_bytes=max_bytes)
+        spool = Spool(tmp_path / "spool", max_bytes=max_bytes, fdatasync=fdatasync)
         writer = SpooledWriter(backend, spool, **{**defaults, **options})  # type: ignore[arg-type]
         writers.append(writer)
         return writer
@@ -83,6 +144,91 @@ def test_write_is_on_disk_when_it_returns_and_flush_writes_in_order(
     # Everything written: the spool keeps nothing.
     assert _segments(tmp_path / "spool") == []
     assert stats.spool_bytes == 0
+
+
+def test_concurrent_writes_share_one_fdatasync_and_each_returns_only_after_it(
+    backend: ScriptedBackend, make_writer: Callable[..., SpooledWriter], tmp_path: Path
+) -> None:
+    sync = GatedSync()
+    writer = make_writer(fdatasync=sync)
+    writes = Writes(writer)
+    writes.start(0, _points(3))
+    wait_until(lambda: sync.calls == 1, 5, "the first write was never fsynced")
+    # While that fdatasync runs, five more writes queue up behind it.
+    for index in range(1, 6):
+        writes.start(index, _points(3, start=3 * index))
+    wait_until(lambda: writer.stats().points_accepted == 18, 5, "the writes did not queue")
+    assert writes.returned == []
+
+    sync.release()
+    wait_until(lambda: writes.returned == [0], 5, "the first write did not return after its fdatasync")
+    # The other five were appended together and wait for their one fdatasync: in the file, not yet acked.
+    wait_until(lambda: sync.calls == 2, 5, "the queued writes were not fsynced as a group")
+    assert sum(path.stat().st_size for path in _segments(tmp_path / "spool")) == writer.stats().spool_bytes
+    assert writes.returned == [0]
+
+    sync.release()
+    writes.join()
+    assert sorted(writes.returned) == list(range(6))
+    assert sync.calls == 2
+    assert writer.flush(timeout_seconds=5)
+    assert sorted(backend.stored, key=lambda point: point.time_ns) == _points(18)
+
+
+def test_a_failed_fdatasync_drops_its_group_counted_and_the_spool_goes_on(
+    backend: ScriptedBackend,
+    make_writer: Callable[..., SpooledWriter],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    backend.down = True
+    sync = GatedSync(held=False)
+    writer = make_writer(fdatasync=sync)
+    writer.write(_points(4))
+    sync.fail_next = 1
+    with caplog.at_level(logging.ERROR, logger="aggregator.sinks.spool"):
+        writer.write(_points(4, 4))  # returns: acknowledged, as resending would not help (docs/durability.md)
+    writer.write(_points(4, 8))
+
+    stats = writer.stats()
+    assert (stats.points_accepted, stats.points_dropped, stats.buffer_depth) == (12, 4, 8)
+    assert any("cannot append to the spool" in r.getMessage() for r in caplog.records)
+    # The failed records were cut off the file: what is on disk is exactly the good records.
+    assert stats.spool_bytes == sum(path.stat().st_size for path in _segments(tmp_path / "spool"))
+    writer.close(timeout_seconds=0.1)
+
+    backend.down = False
+    second = make_writer()
+    assert second.flush(timeout_seconds=5)
+    assert backend.stored == _points(4) + _points(4, 8)
+
+
+def test_a_group_larger_than_a_segment_spans_segments_and_replays_whole(
+    backend: ScriptedBackend, make_writer: Callable[..., SpooledWriter], tmp_path: Path
+) -> None:
+    backend.down = True
+    sync = GatedSync()
+    writer = make_writer(fdatasync=sync, max_bytes=1024 * 1024, batch_points=100_000)
+    writes = Writes(writer)
+    writes.start(0, _points(10))
+    wait_until(lambda: sync.calls == 1, 5, "the first write was never fsynced")
+    for index in range(1, 9):  # some 150 KiB: more than one 64 KiB segment
+        writes.start(index, _points(1000, start=1000 * index))
+    wait_until(lambda: writer.stats().points_accepted == 8010, 5, "the writes did not queue")
+    sync.let_go()
+    writes.join()
+    assert sorted(writes.returned) == list(range(9))
+    assert len(_segments(tmp_path / "spool")) >= 3
+    assert sync.calls >= 3  # the first write, then each segment of the group
+    writer.close(timeout_seconds=0.1)
+
+    backend.down = False
+    second = make_writer()
+    assert second.stats().points_accepted == 8010
+    assert second.flush(timeout_seconds=10)
+    times = [point.time_ns for point in backend.stored]
+    assert sorted(times) == sorted(point.time_ns for point in _points(10)) + list(range(1000, 9000))
+    assert len(set(times)) == len(times)
 
 
 def test_values_survive_the_round_trip_through_disk(

@@ -39,6 +39,7 @@ def main() -> None:
             wall_per_scrape.append(time.perf_counter() - wall)
             containers.append(len(scrape.containers))
         total_cpu = time.process_time() - started_cpu
+        cached_inspects = len(source.inspect_cache)  # before close(), which empties it
     finally:
         source.close()
     print(
@@ -51,6 +52,7 @@ def main() -> None:
                 "rss_bytes": proc.rss_bytes_self(),
                 "max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
                 "skipped_timeout": source.skipped_timeout,
+                "cached_inspects": cached_inspects,
             }
         )
     )

@@ -37,6 +37,8 @@ class CollectorSettings(BaseSettings):
     docker_url: str | None = None
     """Docker Engine address; unset means ``DOCKER_HOST`` or the local socket."""
     docker_concurrency: Annotated[int, Field(ge=1, le=512)] = 64
+    docker_inspect_max_age_seconds: Annotated[float, Field(gt=0)] = 300.0
+    """Longest a cached inspect answer (limits, start time) is used; engine events drop it sooner."""
     scrape_timeout_seconds: Annotated[float, Field(gt=0)] | None = None
     """Per-scrape deadline; unset means 80% of the interval. Containers not read by then are skipped."""
     default_namespace: Annotated[str, Field(min_length=1)] = "default"

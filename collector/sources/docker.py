@@ -2,8 +2,10 @@
 
 The engine answers each ``/containers/{id}/stats`` call about a second late (it waits for its next
 collection tick), so the calls for all containers run at once in a bounded thread pool that the source owns
-and reuses, under one per-scrape deadline. One container that vanishes, answers late or sends a bad payload
-is skipped and counted; only an engine that cannot be listed at all fails the scrape (``SourceError``).
+and reuses, under one per-scrape deadline. A container's inspect answer is cached until an engine event
+says it changed (``docker_cache``), so a scrape costs one request per container. One container that
+vanishes, answers late or sends a bad payload is skipped and counted; only an engine that cannot be listed
+at all fails the scrape (``SourceError``).
 
 Usage::
 
@@ -27,14 +29,17 @@ from docker.errors import APIError, DockerException
 
 from collector.errors import SourceAuthError, SourceError
 from collector.sources import Scrape, SourceName
+from collector.sources.docker_cache import EventSource, EventWatcher, InspectCache
+from collector.sources.docker_client import EngineClient
 from collector.sources.docker_parse import (
     ContainerInspect,
     ContainerListEntry,
     ContainerStats,
     EngineInfo,
     Samples,
-    build_samples,
     container_name,
+    parse_stats,
+    samples_from_reading,
 )
 from collector.sources.node import read_node_sample
 from collector.wire import ContainerSample, NodeSample, PodSample
@@ -52,7 +57,7 @@ _HTTP_CONFLICT = 409
 _AUTH_STATUSES = (401, 403)
 
 
-class DockerEngine(Protocol):
+class DockerEngine(EventSource, Protocol):
     """The part of ``docker.APIClient`` the source uses (the low-level client, answers are decoded JSON)."""
 
     def containers(self) -> list[dict[str, Any]]:
@@ -96,6 +101,7 @@ class DockerSource:
         host_memory_bytes: int | None = None,
         proc_path: Path | None = None,
         engine_url: str | None = None,
+        inspect_max_age_seconds: float = 300.0,
         monotonic: Callable[[], float] = time.monotonic,
         wall_clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
@@ -103,11 +109,14 @@ class DockerSource:
 
         ``host_memory_bytes`` is the engine host's RAM (asked from ``/info`` when ``None``): it is how an
         unlimited container's reported "limit" is recognised. ``proc_path`` adds the node's own usage.
+        A cached inspect answer is used for at most ``inspect_max_age_seconds`` (events end it sooner).
         """
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
         if timeout_seconds <= 0:
             raise ValueError(f"timeout_seconds must be positive, got {timeout_seconds}")
+        self.inspect_cache = InspectCache(max_age_seconds=inspect_max_age_seconds, monotonic=monotonic)
+        """Inspect answers by container id (read it in tests; the source owns it)."""
         self._client = client
         self._node_name = node_name
         self._default_namespace = default_namespace
@@ -118,6 +127,7 @@ class DockerSource:
         self._monotonic = monotonic
         self._wall_clock_ns = wall_clock_ns
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="kpulse-docker")
+        self._watcher = EventWatcher(client, self.inspect_cache)
         # Containers already warned about: a container that keeps sending a bad payload is logged once.
         self._warned_ids: set[str] = set()
         self._warned_timeout = False
@@ -154,22 +164,26 @@ class DockerSource:
                 f">= {MIN_API_VERSION} (one-shot stats)"
             )
         return cls(
-            client,
+            # The workers, the listing and the event stream may all hold a connection at once.
+            EngineClient(client, pool_size=settings.docker_concurrency + 2),
             node_name=settings.node_name,
             default_namespace=settings.default_namespace,
             concurrency=settings.docker_concurrency,
             timeout_seconds=timeout,
             proc_path=settings.proc_path,
             engine_url=engine_url,
+            inspect_max_age_seconds=settings.docker_inspect_max_age_seconds,
         )
 
     def collect(self) -> Scrape:
         """Read every running container once; raises ``SourceError`` only when the engine is unreachable."""
         deadline = self._monotonic() + self._timeout_seconds
         entries = self._list_containers()
+        self._watcher.start()  # once the engine answered, so an unreachable one costs no thread
+        self.inspect_cache.retain({entry.id for entry in entries})
         host_memory_bytes = self._host_memory()
 
-        futures: dict[Future[Samples | None], ContainerListEntry] = {
+        futures: dict[Future[Samples], ContainerListEntry] = {
             self._pool.submit(self._read_container, entry, host_memory_bytes): entry for entry in entries
         }
         wait(futures, timeout=max(deadline - self._monotonic(), 0.0))
@@ -199,6 +213,7 @@ class DockerSource:
     def close(self) -> None:
         """Stop the worker threads (without waiting for late calls) and close the engine connections."""
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._watcher.stop()
         self._client.close()
 
     # --- internals ----------------------------------------------------------------------------------------
@@ -231,22 +246,28 @@ class DockerSource:
                 log.warning("docker: cannot read the engine host's memory from /info: %s", exc)
         return self._host_memory_bytes
 
-    def _read_container(self, entry: ContainerListEntry, host_memory_bytes: int | None) -> Samples | None:
-        """Runs in a worker: inspect, one-shot stats, and the pure mapping to samples."""
-        inspect = ContainerInspect.model_validate(self._client.inspect_container(entry.id))
+    def _read_container(self, entry: ContainerListEntry, host_memory_bytes: int | None) -> Samples:
+        """Runs in a worker: one-shot stats, inspect unless cached, and the pure mapping to samples."""
         stats = ContainerStats.model_validate(self._client.stats(entry.id, stream=False, one_shot=True))
-        samples = build_samples(
+        reading = parse_stats(stats)
+        if reading is None:
+            raise _ContainerGoneError
+        # Looked up after the stats call, which waits for the engine's next tick: the event of a restart
+        # these stats already show has had that long to arrive and drop the entry.
+        inspect = self.inspect_cache.get(entry.id, reading.cpu_usage_ns)
+        if inspect is None:
+            token = self.inspect_cache.token()
+            inspect = ContainerInspect.model_validate(self._client.inspect_container(entry.id))
+            self.inspect_cache.put(entry.id, inspect, reading.cpu_usage_ns, token)
+        return samples_from_reading(
             entry,
             inspect,
-            stats,
+            reading,
             default_namespace=self._default_namespace,
             host_memory_bytes=host_memory_bytes,
         )
-        if samples is None:
-            raise _ContainerGoneError
-        return samples
 
-    def _outcome(self, future: Future[Samples | None], entry: ContainerListEntry) -> Samples | None:
+    def _outcome(self, future: Future[Samples], entry: ContainerListEntry) -> Samples | None:
         """The samples of a finished call, or ``None`` after counting and logging why there are none."""
         name = container_name(entry)
         exc = future.exception()

@@ -1,4 +1,4 @@
-"""Pure parsing of Docker Engine API payloads (container list, inspect, one-shot stats) into wire samples.
+"""Pure parsing of Docker Engine API payloads (container list, inspect, one-shot stats, events) into samples.
 
 Nothing here does I/O: ``collector.sources.docker`` fetches the JSON and tests drive these functions with
 recorded payloads. Payloads are validated once into the typed models below; the mapping functions read
@@ -222,6 +222,28 @@ class ContainerListEntry(_Payload):
     names: list[str] = Field(default_factory=list, alias="Names")
     labels: dict[str, str] | None = Field(default=None, alias="Labels")
     state: str | None = Field(default=None, alias="State")
+
+
+class EventActor(_Payload):
+    """``Actor`` of an event: the object it is about."""
+
+    id: str | None = Field(default=None, alias="ID")
+
+
+class ContainerEvent(_Payload):
+    """One ``/events`` message about a container (``start``, ``update``...)."""
+
+    action: str | None = Field(default=None, alias="Action")
+    actor: EventActor | None = Field(default=None, alias="Actor")
+    legacy_id: str | None = Field(default=None, alias="id")
+    """The pre-1.22 ``id`` key, still sent next to ``Actor``."""
+
+    @property
+    def container_id(self) -> str | None:
+        """The id of the container the event is about, ``None`` when the message names none."""
+        if self.actor is not None and self.actor.id:
+            return self.actor.id
+        return self.legacy_id or None
 
 
 class EngineInfo(_Payload):
@@ -484,6 +506,20 @@ def build_samples(
     reading = parse_stats(stats)
     if reading is None:
         return None
+    return samples_from_reading(
+        entry, inspect, reading, default_namespace=default_namespace, host_memory_bytes=host_memory_bytes
+    )
+
+
+def samples_from_reading(
+    entry: ContainerListEntry,
+    inspect: ContainerInspect,
+    reading: StatsReading,
+    *,
+    default_namespace: str,
+    host_memory_bytes: int | None,
+) -> Samples:
+    """The wire samples of a running container from its parsed stats (ns, bytes, millicores)."""
     identity = parse_identity(entry, inspect, default_namespace=default_namespace)
 
     if identity.role is Role.SANDBOX:

@@ -8,7 +8,9 @@ low-level API, which is what ``DockerSource`` itself speaks.
 from __future__ import annotations
 
 import contextlib
+import gc
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -20,6 +22,19 @@ from tests.helpers import OWNER_LABEL, TEST_LABEL, owner_token
 
 CONTAINER_PREFIX = "kph1-"
 """Every container these tests start is named with this prefix, so it is easy to tell apart."""
+
+
+@contextlib.contextmanager
+def sdk_socket_leak_tolerated() -> Iterator[None]:
+    """docker-py's UnixHTTPConnection.connect drops its socket unclosed when connect() fails.
+
+    The socket is only freed by the garbage collector, with a ResourceWarning that this suite turns into an
+    error. The leak is the SDK's, not the source's: collect it here, inside the block, and ignore just that.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="unclosed <socket", category=ResourceWarning)
+        yield
+        gc.collect()
 
 
 def new_api_client(timeout: float = 30.0) -> Any:

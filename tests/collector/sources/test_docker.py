@@ -1,20 +1,20 @@
-"""DockerSource against the real engine: identities, advancing counters, vanishing and late containers.
+"""DockerSource against the real engine: identities, advancing counters, vanishing and late containers, and
+the inspect cache (updates, restarts and removals seen within a bounded number of scrapes).
 
 The engine is real in every test. Where a test needs something to happen at one exact point of a scrape
-(a container removed right after the listing, a stats call that never returns in time, a corrupt payload),
-it wraps the real client in ``EngineProxy``, which passes every call through and acts at that point.
+(a container removed right after the listing, a stats call that never returns in time, a corrupt payload,
+an event stream that misses everything), it wraps the real client in ``EngineProxy``, which passes every
+call through and acts at that point.
 """
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import logging
 import threading
 import time
 import uuid
-import warnings
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +25,9 @@ from collector.errors import SourceError
 from collector.settings import CollectorSettings
 from collector.sources import Scrape, Source
 from collector.sources.docker import DockerSource
+from collector.sources.docker_parse import parse_rfc3339_ns
 from collector.wire import ContainerSample, PodSample
-from tests.collector.sources.conftest import StartContainer, new_api_client
+from tests.collector.sources.conftest import StartContainer, new_api_client, sdk_socket_leak_tolerated
 from tests.helpers import wait_until
 
 MIB = 2**20
@@ -43,15 +44,18 @@ class EngineProxy:
         *,
         after_list: Callable[[], None] | None = None,
         on_stats: Callable[[str], dict[str, Any] | None] | None = None,
+        events_kwargs: dict[str, Any] | None = None,
     ) -> None:
         self._client = client
         self._after_list = after_list
         self._on_stats = on_stats
+        self._events_kwargs = events_kwargs
         self._lock = threading.Lock()
         self._in_flight = 0
         self.peak_in_flight = 0
         self.stats_seconds: list[float] = []
         self.stats_kwargs: list[dict[str, Any]] = []
+        self.inspected: Counter[str] = Counter()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
@@ -62,6 +66,16 @@ class EngineProxy:
         if hook is not None:
             hook()
         return listed
+
+    def inspect_container(self, container: str) -> dict[str, Any]:
+        with self._lock:
+            self.inspected[container] += 1
+        result: dict[str, Any] = self._client.inspect_container(container)
+        return result
+
+    def events(self, **kwargs: Any) -> Any:
+        """The real event stream, asked with ``events_kwargs`` instead when given."""
+        return self._client.events(**(self._events_kwargs or kwargs))
 
     def stats(self, container: str, **kwargs: Any) -> dict[str, Any]:
         with self._lock:
@@ -318,19 +332,6 @@ def test_from_settings_reads_the_engine_and_the_node(start_container: StartConta
     assert scrape.node.cpu_capacity_millicores >= 1000
 
 
-@contextlib.contextmanager
-def sdk_socket_leak_tolerated() -> Iterator[None]:
-    """docker-py's UnixHTTPConnection.connect drops its socket unclosed when connect() fails.
-
-    The socket is only freed by the garbage collector, with a ResourceWarning that this suite turns into an
-    error. The leak is the SDK's, not the source's: collect it here, inside the block, and ignore just that.
-    """
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="unclosed <socket", category=ResourceWarning)
-        yield
-        gc.collect()
-
-
 def test_unreachable_engine_fails_the_scrape_with_source_error(tmp_path: Path) -> None:
     socket = tmp_path / "no-engine.sock"
     client = docker.APIClient(base_url=f"unix://{socket}", version="1.41", timeout=5)
@@ -352,3 +353,219 @@ def test_from_settings_with_an_unreachable_engine_raises_source_error(tmp_path: 
 def test_nonsense_limits_are_refused(concurrency: int, timeout: float) -> None:
     with pytest.raises(ValueError, match="must be"):
         DockerSource(object(), node_name="n", concurrency=concurrency, timeout_seconds=timeout)  # type: ignore[arg-type]
+
+
+# --- the inspect cache ------------------------------------------------------------------------------------
+
+BLIND_EVENTS = {"decode": True, "filters": {"type": "container", "container": ["0" * 64]}}
+"""A real event stream about a container that does not exist: the engine's events all go unseen."""
+
+
+def engine_started_ns(docker_api: Any, container_id: str) -> int:
+    return parse_rfc3339_ns(docker_api.inspect_container(container_id)["State"]["StartedAt"])
+
+
+def warmed_up(source: DockerSource) -> Scrape:
+    """Scrape until the event stream is live and a scrape has run with it, so every answer is cached."""
+    source.collect()
+    wait_until(lambda: source.inspect_cache.live, 10, "the event stream never went live")
+    return source.collect()
+
+
+def scrapes_until(source: DockerSource, holds: Callable[[Scrape], bool], most: int) -> Scrape:
+    """Scrape at most ``most`` times until ``holds`` is true of a scrape; fail after that."""
+    seen: list[Scrape] = []
+    for _ in range(most):
+        seen.append(source.collect())
+        if holds(seen[-1]):
+            return seen[-1]
+    raise AssertionError(f"not seen within {most} scrapes: {[s.containers for s in seen]}")
+
+
+@pytest.mark.integration
+def test_inspect_answers_are_reused_between_scrapes(start_container: StartContainer) -> None:
+    fleet = [start_container(f"cached{i}", SLEEP, cpu_quota=50_000) for i in range(3)]
+    engine = EngineProxy(new_api_client())
+    source = DockerSource(
+        engine, node_name="test-node", concurrency=8, timeout_seconds=30, inspect_max_age_seconds=3600
+    )
+    try:
+        warmed_up(source)
+        inspected = Counter({c: engine.inspected[c] for c in fleet})
+        later = [source.collect() for _ in range(2)]
+    finally:
+        source.close()
+
+    assert all(inspected[c] >= 1 for c in fleet)
+    assert {c: engine.inspected[c] for c in fleet} == inspected  # no request for any of them since
+    for scrape in later:
+        for container_id in fleet:
+            assert by_container(scrape)[container_id].cpu_limit_millicores == 500
+
+
+@pytest.mark.integration
+def test_updated_limits_are_seen_within_two_scrapes(docker_api: Any, start_container: StartContainer) -> None:
+    limited = start_container("limited", SLEEP, cpu_quota=50_000, mem_limit=64 * MIB)
+    source = DockerSource(
+        EngineProxy(new_api_client()),
+        node_name="test-node",
+        concurrency=8,
+        timeout_seconds=30,
+        inspect_max_age_seconds=3600,
+    )
+    try:
+        before = by_container(warmed_up(source))[limited]
+        docker_api.update_container(limited, cpu_quota=25_000, mem_limit=32 * MIB)
+
+        def new_limits(scrape: Scrape) -> bool:
+            sample = by_container(scrape)[limited]
+            return (sample.cpu_limit_millicores, sample.memory_limit_bytes) == (250, 32 * MIB)
+
+        scrapes_until(source, new_limits, most=2)
+    finally:
+        source.close()
+    assert (before.cpu_limit_millicores, before.memory_limit_bytes) == (500, 64 * MIB)
+
+
+@pytest.mark.integration
+def test_restart_is_seen_within_two_scrapes(docker_api: Any, start_container: StartContainer) -> None:
+    # Runs until /go appears, then fails once; the engine's restart policy starts it again, for good.
+    command = [
+        "sh",
+        "-c",
+        "if [ -e /restarted ]; then exec sleep 100000; fi; "
+        "while [ ! -e /go ]; do sleep 0.2; done; touch /restarted; exit 1",
+    ]
+    restarter = start_container("restarter", command, restart_policy={"Name": "on-failure"})
+    source = DockerSource(
+        EngineProxy(new_api_client()),
+        node_name="test-node",
+        concurrency=8,
+        timeout_seconds=30,
+        inspect_max_age_seconds=3600,
+    )
+    try:
+        before = by_container(warmed_up(source))[restarter]
+        exec_id = docker_api.exec_create(restarter, ["touch", "/go"])
+        docker_api.exec_start(exec_id)
+
+        def restarted() -> bool:
+            state = docker_api.inspect_container(restarter)
+            # "Running" is already true while the engine waits to restart it ("restarting").
+            return bool(state["RestartCount"] == 1 and state["State"]["Status"] == "running")
+
+        wait_until(restarted, 30, "the engine never restarted the container")
+        started_again_ns = engine_started_ns(docker_api, restarter)
+
+        def seen(scrape: Scrape) -> bool:
+            sample = by_container(scrape).get(restarter)
+            if sample is None:
+                return False
+            return (sample.restart_count, sample.started_at_ns) == (1, started_again_ns)
+
+        scrapes_until(source, seen, most=2)
+    finally:
+        source.close()
+    assert before.restart_count == 0
+    assert before.started_at_ns is not None
+    assert before.started_at_ns < started_again_ns
+
+
+@pytest.mark.integration
+def test_removed_container_is_forgotten(docker_api: Any, start_container: StartContainer) -> None:
+    leaving = start_container("leaving", SLEEP)
+    staying = start_container("staying", SLEEP)
+    source = DockerSource(
+        EngineProxy(new_api_client()), node_name="test-node", concurrency=8, timeout_seconds=30
+    )
+    try:
+        warmed_up(source)
+        assert leaving in source.inspect_cache
+        docker_api.remove_container(leaving, force=True)
+        after = source.collect()
+        kept = (leaving in source.inspect_cache, staying in source.inspect_cache)
+    finally:
+        source.close()
+    assert leaving not in by_container(after)
+    assert kept == (False, True)
+
+
+@pytest.mark.integration
+def test_without_events_answers_expire_after_the_max_age(
+    docker_api: Any, start_container: StartContainer
+) -> None:
+    limited = start_container("limited", SLEEP, cpu_quota=50_000)
+    max_age = 60.0
+    skipped = [0.0]  # seconds the source's clock is ahead of the real one
+    source = DockerSource(
+        EngineProxy(new_api_client(), events_kwargs=BLIND_EVENTS),
+        node_name="test-node",
+        concurrency=8,
+        timeout_seconds=30,
+        inspect_max_age_seconds=max_age,
+        monotonic=lambda: time.monotonic() + skipped[0],
+    )
+    try:
+        before = by_container(warmed_up(source))[limited]
+        docker_api.update_container(limited, cpu_quota=25_000)
+        # The update's event goes unseen and the answer is younger than half the max age: still cached.
+        unseen = by_container(source.collect())[limited]
+        skipped[0] += max_age
+        expired = by_container(source.collect())[limited]
+    finally:
+        source.close()
+    assert before.cpu_limit_millicores == unseen.cpu_limit_millicores == 500
+    assert expired.cpu_limit_millicores == 250
+
+
+@pytest.mark.integration
+def test_restart_without_its_event_is_seen_from_the_cpu_counter(
+    docker_api: Any, start_container: StartContainer
+) -> None:
+    burner = start_container("burner", BURN)
+    source = DockerSource(
+        EngineProxy(new_api_client(), events_kwargs=BLIND_EVENTS),
+        node_name="test-node",
+        concurrency=8,
+        timeout_seconds=30,
+        inspect_max_age_seconds=3600,
+    )
+    burned_ns = 3 * 10**9
+    try:
+        warmed_up(source)
+
+        def burned_enough() -> ContainerSample | None:
+            sample = by_container(source.collect())[burner]
+            used = sample.cpu_usage_nanoseconds_total
+            return sample if used is not None and used >= burned_ns else None
+
+        before = wait_until(burned_enough, 120, "the burner never used 3 s of CPU")
+        docker_api.restart(burner, timeout=0)
+        started_again_ns = engine_started_ns(docker_api, burner)
+        # The new incarnation cannot have used 3 s of CPU in the second or so before its first stats.
+        after = by_container(source.collect())[burner]
+    finally:
+        source.close()
+    assert before.started_at_ns is not None
+    assert before.started_at_ns < started_again_ns
+    assert after.started_at_ns == started_again_ns
+    assert after.cpu_usage_nanoseconds_total is not None
+    assert after.cpu_usage_nanoseconds_total < burned_ns
+
+
+@pytest.mark.integration
+def test_refused_event_stream_means_inspecting_every_scrape(start_container: StartContainer) -> None:
+    fleet = [start_container(f"uncached{i}", SLEEP, cpu_quota=50_000) for i in range(2)]
+    # The engine answers HTTP 500 to this ``since``; the SDK hands that back as a stream that ends at once.
+    refused = {**BLIND_EVENTS, "since": "not-a-time"}
+    engine = EngineProxy(new_api_client(), events_kwargs=refused)
+    source = DockerSource(engine, node_name="test-node", concurrency=8, timeout_seconds=30)
+    scrapes = 3
+    try:
+        seen = [source.collect() for _ in range(scrapes)]
+    finally:
+        source.close()
+    for scrape in seen:
+        for container_id in fleet:
+            assert by_container(scrape)[container_id].cpu_limit_millicores == 500
+    assert all(engine.inspected[c] == scrapes for c in fleet)

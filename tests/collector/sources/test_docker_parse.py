@@ -12,6 +12,7 @@ import pytest
 
 from collector.sources.docker_parse import (
     UNLIMITED_MEMORY_FLOOR_BYTES,
+    ContainerEvent,
     ContainerInspect,
     ContainerListEntry,
     ContainerStats,
@@ -24,12 +25,14 @@ from collector.sources.docker_parse import (
     parse_identity,
     parse_rfc3339_ns,
     parse_stats,
+    samples_from_reading,
 )
 from collector.wire import Batch, NetworkCounters
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "docker"
 SHARED_V1 = FIXTURES / "engine-20.10-cgroupv1"
 OWN_V1 = FIXTURES / "engine-20.10.24-cgroupv1-kpulse"
+EVENTS = FIXTURES / "engine-20.10.24-events-kpulse"
 V2 = FIXTURES / "cgroupv2-otel"
 MIB = 2**20
 
@@ -572,3 +575,34 @@ def test_whole_capture_round_trips_through_the_wire() -> None:
         pods=pods,
     )
     assert Batch.model_validate_json(batch.model_dump_json(exclude_none=True)) == batch
+
+
+def test_samples_from_a_parsed_reading_are_the_samples_of_the_payload() -> None:
+    for name in ("busy", "sandbox", "app", "compose"):
+        entry, inspect, stats = own(name)
+        reading = parse_stats(stats)
+        assert reading is not None
+        direct = samples_from_reading(
+            entry, inspect, reading, default_namespace="default", host_memory_bytes=host_memory(OWN_V1)
+        )
+        assert direct == build_own(name)
+
+
+# --- events -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", sorted(EVENTS.glob("event-*.json")), ids=lambda p: p.name)
+def test_event_names_its_container(path: Path) -> None:
+    payload = raw(path)
+    event = ContainerEvent.model_validate(payload)
+    assert event.action == payload["Action"]
+    assert event.container_id == payload["Actor"]["ID"]
+    # Engines before API 1.22 sent only the top-level id.
+    legacy = {key: value for key, value in payload.items() if key != "Actor"}
+    assert ContainerEvent.model_validate(legacy).container_id == payload["id"]
+
+
+def test_event_without_an_id_names_no_container() -> None:
+    payload = raw(EVENTS / "event-update.json")
+    bare = {key: value for key, value in payload.items() if key not in ("Actor", "id")}
+    assert ContainerEvent.model_validate(bare).container_id is None

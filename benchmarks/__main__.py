@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from benchmarks import api, collector, growth, influx, ingest
+from benchmarks import api, collector, growth, influx, ingest, store
 from benchmarks.report import Measure, header, load_average
 
 
@@ -27,7 +27,8 @@ class Sizes:
     influx_pace_interval: float
     api_nodes: int
     api_rounds: int
-    api_queries: int
+    query_nodes: tuple[int, ...]
+    query_count: int
     range_reads: int
 
 
@@ -43,7 +44,8 @@ QUICK = Sizes(
     influx_pace_interval=2.0,
     api_nodes=100,
     api_rounds=3,
-    api_queries=10,
+    query_nodes=(100, 1000),
+    query_count=30,
     range_reads=10,
 )
 FULL = Sizes(
@@ -58,7 +60,8 @@ FULL = Sizes(
     influx_pace_interval=10.0,
     api_nodes=1000,
     api_rounds=3,
-    api_queries=20,
+    query_nodes=(100, 1000),
+    query_count=200,
     range_reads=30,
 )
 TINY = Sizes(
@@ -73,14 +76,15 @@ TINY = Sizes(
     influx_pace_interval=0.5,
     api_nodes=2,
     api_rounds=2,
-    api_queries=2,
+    query_nodes=(2,),
+    query_count=2,
     range_reads=2,
 )
 """For the smoke test: the format, not the numbers."""
 
 INFLUX_URL = "http://127.0.0.1:8086"
-NAMES = ("collector", "ingest", "growth", "influx", "http", "query")
-IN_PROCESS = ("ingest", "growth")
+NAMES = ("collector", "ingest", "growth", "store", "influx", "http", "query")
+IN_PROCESS = ("ingest", "growth", "store")
 """Benchmarks that need no engine, no InfluxDB and no second process."""
 
 
@@ -116,6 +120,10 @@ def run(
             for formula in formulas:
                 emit(formula)
         emit(f"# load_average={load_average()}")
+    if "store" in names:
+        show(store.add_measures(nodes=sizes.ingest_nodes[0], rounds=sizes.ingest_rounds))
+        show(store.pod_usage_measures(nodes=sizes.query_nodes[-1], queries=sizes.query_count))
+        emit(f"# load_average={load_average()}")
     if "influx" in names:
         show(
             influx.influx_measures(
@@ -127,8 +135,11 @@ def run(
             )
         )
         emit(f"# load_average={load_average()}")
+    if "http" in names:
+        show(api.http_ingest_measures(nodes=sizes.api_nodes, rounds=sizes.api_rounds))
     if "http" in names or "query" in names:
-        show(api.api_measures(nodes=sizes.api_nodes, rounds=sizes.api_rounds, queries=sizes.api_queries))
+        for nodes in sizes.query_nodes:
+            show(api.pods_query_measures(nodes=nodes, queries=sizes.query_count))
         show(api.range_read_measures(reads=sizes.range_reads))
         emit(f"# load_average={load_average()}")
 

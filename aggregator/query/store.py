@@ -1,13 +1,32 @@
 """The query API's recent window: the last minutes of every served field of every series, held compactly.
 
-A series is one level plus its identity tags, in ``catalog.TAGS_BY_LEVEL`` order. Each series has a ring of
-``window / resolution`` slots: slot ``b % capacity`` holds time bucket ``b`` (bucket = ``time_ns //
-resolution_ns``), and an ``array('i')`` records which bucket each slot holds, so a slot left over from an
-earlier lap is never mistaken for a current one. Field columns are allocated lazily, only for fields a
-series actually has, and start as a constant (a value and the bucket since which every bucket had it):
-limits, requests, capacities and error rates that never change cost a few dozen bytes instead of a ring.
-A column becomes an ``array('d')`` ring (NaN = no value) the first time its value changes or a bucket
-lacks it. Only the fields the query API serves are kept.
+A series is one level plus its identity tags, in ``catalog.TAGS_BY_LEVEL`` order. Time bucket ``b`` (bucket =
+``time_ns // resolution_ns``) lives in slot ``b % capacity`` of a ring of ``window / resolution`` slots; a
+bit per slot says whether the series has the bucket the slot holds now (the one at most ``capacity - 1``
+before the series' newest), so a slot left over from an earlier lap is never read as a current one.
+
+Each served field a series has is held one of three ways, the same for all its buckets:
+
+- a **constant**: a value and the bucket since which every bucket of the series had it. Limits, requests,
+  capacities and error rates that never change cost a float, not a ring.
+- a **ring column**, from the first time the value changes or a bucket lacks it (NaN = no value). All
+  ring columns of a series share one ``bytearray``, a row of packed values per slot, so a point is written
+  with one ``struct.pack_into``. Rates (``Kind.RATE`` in the catalog) are float32: their relative error of
+  at most 2^-24 (6e-8) is far below the jitter of the scrape timestamps they are measured over (~1e-4 at
+  10 s), and below what ``kubectl top`` (millicores) and Heapster (integers) print. Everything else
+  (bytes, counts, limits) is float64, exact for every integer up to 2^53, so memory in bytes reads back
+  exactly as InfluxDB holds it.
+- absent.
+
+Which way each field is held, and the point's field names in order, form a layout shared by every series
+that holds its fields alike. A point whose names match its series' layout, whose constants are unchanged
+and which opens a new bucket (the steady state) is written without looking at a field by name; anything
+else (a new field, a constant that changed, a missing field, a late or second point for a bucket) goes
+through a slower general path that may change the layout.
+
+Each series also keeps the newest bucket at which it had every one of ``LATEST_FIELDS`` (what
+metrics.k8s.io serves), with their values, so :meth:`RecentStore.latest` for those fields reads one entry
+per series instead of searching the window.
 
 Containers and pods are addressed by entity (identity without the node, as the Heapster and metrics.k8s.io
 APIs name them); the rare entity that exists on two nodes at once (two Docker hosts running a container of
@@ -23,31 +42,37 @@ Usage::
     store.add(points, now_ns=time.time_ns())
     store.add_labels(batch)
     store.points(Level.POD, ("prod", "shop", "web-1"), "cpu_usage_millicores", start_ns, end_ns)
+    store.latest(Level.CONTAINER, LATEST_FIELDS, not_before_ns=now_ns - 30 * 10**9)
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+import struct
 import sys
 import threading
-from array import array
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, TypeAlias, TypeVar
+from operator import itemgetter
+from types import MappingProxyType
+from typing import TypeAlias, TypeVar
 
-from aggregator.catalog import TAGS_BY_LEVEL, Level, Tag
+from aggregator import catalog
+from aggregator.catalog import TAGS_BY_LEVEL, Kind, Level, Tag
 from aggregator.points import Point
 from aggregator.query.heapster import SERVED_FIELDS
 from collector.wire import Batch
 
 _NS_PER_S = 1_000_000_000
-_INT32_MAX = 2**31 - 1
 _NAN = math.nan
-_EMPTY_SLOT = -1
+_FLOAT32_MAX = 3.4028234663852886e38
 
 MAX_BUCKETS_PER_SERIES = 100_000
 """Refuse a window/resolution combination that would make every series a huge ring (e.g. 1 h at 10 ms)."""
+
+LATEST_FIELDS: tuple[str, ...] = (catalog.CPU_USAGE_MILLICORES.name, catalog.MEMORY_WORKING_SET_BYTES.name)
+"""The fields whose newest complete bucket every series keeps at hand: metrics.k8s.io's CPU and memory."""
 
 Entity = tuple[str, ...]
 """A series' identity tag values in ``TAGS_BY_LEVEL`` order, without ``node`` for containers and pods."""
@@ -55,27 +80,111 @@ Entity = tuple[str, ...]
 _NODE_IN_ENTITY = (Level.NODE,)
 _K = TypeVar("_K")
 
+# How a series holds a field (see the module docstring).
+_ABSENT = 0
+_CONST = 1
+_SINGLE = 2
+"""A float32 ring column."""
+_DOUBLE = 3
+"""A float64 ring column."""
+_RINGS = (_SINGLE, _DOUBLE)
+_CODES = {_SINGLE: "f", _DOUBLE: "d"}
 
-class _Const(NamedTuple):
-    """A column whose every bucket from ``since`` (relative bucket) on had ``value``."""
+_LAYOUTS_KEPT = 4096
+"""Distinct layouts remembered for sharing; beyond that the cache starts over (series keep theirs)."""
 
-    value: float
-    since: int
+_V = TypeVar("_V")
 
 
-_Column: TypeAlias = "array[float] | _Const"
+def _getter(names: Sequence[str]) -> Callable[[Mapping[str, _V]], tuple[_V, ...]]:
+    """A function returning the values of ``names`` from a mapping, always as a tuple (``KeyError`` if one is
+    missing): ``itemgetter`` itself for two or more, which returns a bare value for one."""
+    if len(names) >= 2:
+        getter: Callable[[Mapping[str, _V]], tuple[_V, ...]] = itemgetter(*names)
+        return getter
+    if len(names) == 1:
+        name = names[0]
+        return lambda values: (values[name],)
+    return lambda values: ()
+
+
+class _Layout:
+    """How a series holds each served field, and how its points are unpacked (shared, never changed)."""
+
+    __slots__ = (
+        "const_position",
+        "const_values",
+        "consts",
+        "keys",
+        "kinds",
+        "latest_codec",
+        "latest_values",
+        "nan_row",
+        "readers",
+        "ring_values",
+        "rings",
+        "row",
+        "size",
+    )
+
+    def __init__(
+        self,
+        kinds: tuple[int, ...],
+        keys: tuple[str, ...] | None,
+        names: tuple[str, ...],
+        latest: tuple[int, ...] | None,
+    ) -> None:
+        self.kinds = kinds
+        self.keys = keys
+        """A point's field names, in order, that the fast path takes; ``None``: none does."""
+        self.rings = tuple(index for index, kind in enumerate(kinds) if kind in _RINGS)
+        self.consts = tuple(index for index, kind in enumerate(kinds) if kind == _CONST)
+        self.row = struct.Struct("<" + "".join(_CODES[kinds[index]] for index in self.rings))
+        self.size = self.row.size
+        self.nan_row = self.row.pack(*[_NAN] * len(self.rings))
+        self.ring_values = _getter([names[index] for index in self.rings])
+        self.const_values = _getter([names[index] for index in self.consts])
+        self.const_position = {index: position for position, index in enumerate(self.consts)}
+        self.readers: dict[int, tuple[int, struct.Struct]] = {}
+        offset = 0
+        for index in self.rings:
+            codec = struct.Struct("<" + _CODES[kinds[index]])
+            self.readers[index] = (offset, codec)
+            offset += codec.size
+        self.latest_values: Callable[[Mapping[str, float]], tuple[float, ...]] | None = None
+        self.latest_codec: struct.Struct | None = None
+        if latest is not None and all(kinds[index] != _ABSENT for index in latest):
+            self.latest_values = _getter([names[index] for index in latest])
+            if any(kinds[index] == _SINGLE for index in latest):
+                # The index must give exactly what the ring gives back: float32-rounded.
+                self.latest_codec = struct.Struct(
+                    "<" + "".join("f" if kinds[index] == _SINGLE else "d" for index in latest)
+                )
+
+
+Latest: TypeAlias = tuple[int, tuple[float, ...]]
+"""``(time_ns, values)``: the newest bucket (start, ns) at which an entity had every requested field, and
+their values. A plain tuple, not a named one: Python's garbage collector stops tracking plain tuples of
+numbers, so the one every series holds adds nothing to its full collections."""
 
 
 class _Series:
-    """One series' ring; ``next`` chains series of the same entity on other nodes."""
+    """One series' window; ``next`` chains series of the same entity on other nodes."""
 
-    __slots__ = ("buckets", "columns", "newest", "next", "node")
+    __slots__ = ("consts", "latest", "layout", "newest", "next", "node", "present", "rows", "since")
 
-    def __init__(self, node: str, width: int, empty_buckets: array[int]) -> None:
+    def __init__(self, node: str, layout: _Layout) -> None:
         self.node = node
-        self.buckets = empty_buckets[:]
-        self.columns: list[_Column | None] = [None] * width
+        self.layout = layout
+        self.rows = bytearray()
+        self.consts: tuple[float, ...] = ()
+        self.since: tuple[int, ...] = ()
+        """The relative bucket from which each constant holds."""
+        self.present = 0
+        """Bit ``slot`` set: the series has the bucket that slot holds now."""
         self.newest = -1
+        self.latest: Latest | None = None
+        """The newest bucket with every one of ``LATEST_FIELDS`` (time in ns), and their values."""
         self.next: _Series | None = None
 
     def chain(self) -> Iterator[_Series]:
@@ -88,17 +197,10 @@ class _Series:
 @dataclass(frozen=True, slots=True)
 class _Shape:
     level: Level
-    tags: tuple[str, ...]
-    node_position: int | None
-    """Where ``node`` sits in ``tags`` when it is not part of the entity (containers, pods)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Latest:
-    """The newest bucket (start, ns) at which an entity had every requested field, and their values."""
-
-    time_ns: int
-    values: tuple[float, ...]
+    entity: Callable[[Mapping[str, str]], Entity]
+    """The entity's tag values from a point's tags (``KeyError`` when one is missing)."""
+    node_tag: str | None
+    """``node`` when it is a tag of the level but not part of the entity (containers, pods)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +211,13 @@ class StoreStats:
     evicted: int
     points_ignored: int
     """Points outside the window or too far ahead of the clock, or missing an identity tag."""
+
+
+def _shape(level: Level) -> _Shape:
+    tags = TAGS_BY_LEVEL[level]
+    node_tag = None if level in _NODE_IN_ENTITY or Tag.NODE not in tags else Tag.NODE.value
+    names = tuple(tag.value for tag in tags if tag.value != node_tag)
+    return _Shape(level, _getter(names), node_tag)
 
 
 class RecentStore:
@@ -135,17 +244,23 @@ class RecentStore:
         self._eviction_ns = round(eviction_seconds * _NS_PER_S)
         self._fields = tuple(fields)
         self._field_index = {name: index for index, name in enumerate(self._fields)}
-        self._empty_buckets = array("i", [_EMPTY_SLOT]) * self._capacity
-        self._nan_column = array("d", [_NAN]) * self._capacity
-        self._shapes: dict[str, _Shape] = {}
-        for level, tags in TAGS_BY_LEVEL.items():
-            names = tuple(tag.value for tag in tags)
-            position = None if level in _NODE_IN_ENTITY or Tag.NODE not in tags else tags.index(Tag.NODE)
-            self._shapes[level.value] = _Shape(level, names, position)
+        self._rates = tuple(
+            (metric := catalog.BY_NAME.get(name)) is not None and metric.kind is Kind.RATE
+            for name in self._fields
+        )
+        self._latest_indices: tuple[int, ...] | None = None
+        if all(name in self._field_index for name in LATEST_FIELDS):
+            self._latest_indices = tuple(self._field_index[name] for name in LATEST_FIELDS)
+        self._layouts: dict[tuple[tuple[int, ...], tuple[str, ...] | None], _Layout] = {}
+        self._empty_layout = self._layout((_ABSENT,) * len(self._fields), None)
+        self._shapes = {level.value: _shape(level) for level in TAGS_BY_LEVEL}
         self._series: dict[Level, dict[Entity, _Series]] = {level: {} for level in Level}
-        self._pod_labels: dict[tuple[str, str], tuple[Mapping[str, str], int]] = {}
-        self._node_labels: dict[str, tuple[Mapping[str, str], int]] = {}
-        # Buckets are stored relative to ``_base`` so they fit the 4-byte slots of ``array('i')``.
+        # Labels and when they were last reported (ns), apart so that a copy of all labels is one call.
+        self._pod_labels: dict[tuple[str, str], Mapping[str, str]] = {}
+        self._pod_labels_seen: dict[tuple[str, str], int] = {}
+        self._node_labels: dict[str, Mapping[str, str]] = {}
+        self._node_labels_seen: dict[str, int] = {}
+        # Buckets are stored relative to ``_base`` (small numbers, shared by every series of a batch).
         self._base: int | None = None
         self._newest = -1
         self._oldest: int | None = None
@@ -200,63 +315,129 @@ class RecentStore:
         not push every other series out of the window.
         """
         resolution = self._resolution_ns
-        horizon = now_ns // resolution + self._capacity
+        capacity = self._capacity
+        horizon = now_ns // resolution + capacity
+        shapes = self._shapes
+        isfinite = math.isfinite
         with self._lock:
+            # A batch's points share measurements and one time: both are looked at once per run.
+            measurement: str | None = None
+            shape: _Shape | None = None
+            entities: dict[Entity, _Series] = {}
+            time_ns: int | None = None
+            relative = -1
+            bucket_ns = 0
+            noted = False
             for point in points:
-                shape = self._shapes.get(point.measurement)
+                if point.measurement != measurement:
+                    measurement = point.measurement
+                    shape = shapes.get(measurement)
+                    if shape is not None:
+                        entities = self._series[shape.level]
                 if shape is None:
                     continue  # not a level the query API serves
-                bucket = point.time_ns // resolution
-                if bucket > horizon:
+                if point.time_ns != time_ns:
+                    time_ns = point.time_ns
+                    relative = self._accept(time_ns // resolution, horizon)
+                    bucket_ns = time_ns - time_ns % resolution
+                    noted = False
+                if relative < 0:
                     self._ignored += 1
                     continue
-                if self._base is None:
-                    # Room for a window of buckets older than the first one (late batches).
-                    self._base = bucket - self._capacity
-                relative = bucket - self._base
-                if relative < 0 or relative > _INT32_MAX or relative <= self._newest - self._capacity:
-                    self._ignored += 1
-                    continue
+                tags = point.tags
                 try:
-                    values = tuple(point.tags[name] for name in shape.tags)
+                    entity = shape.entity(tags)
+                    node = "" if shape.node_tag is None else tags[shape.node_tag]
                 except KeyError:
                     self._ignored += 1
                     continue
-                self._write(self._series_for(shape, values), relative, point.fields)
-                self._newest = max(self._newest, relative)
-                if self._oldest is None or relative < self._oldest:
-                    self._oldest = relative
+                if not noted:
+                    self._note(relative)
+                    noted = True
+                series = entities.get(entity)
+                if series is None or series.node != node:
+                    series = self._series_for(entities, entity, node)
+                fields = point.fields
+                layout = series.layout
+                # The steady state: same names, same constants, a new bucket, every changing value finite.
+                if (
+                    relative > series.newest
+                    and tuple(fields) == layout.keys
+                    and layout.const_values(fields) == series.consts
+                ):
+                    values = layout.ring_values(fields)
+                    # A sum is finite only if every term is (or it overflowed: the general path sorts it).
+                    if isfinite(sum(values)):
+                        slot = relative % capacity
+                        try:
+                            if layout.size:
+                                layout.row.pack_into(series.rows, slot * layout.size, *values)
+                        except OverflowError:  # a rate beyond float32: the general path makes it float64
+                            self._write(series, relative, bucket_ns, fields)
+                            continue
+                        newest = series.newest
+                        present = series.present
+                        if relative - newest != 1:
+                            present = self._skip(present, newest, relative)
+                        series.present = present | 1 << slot
+                        series.newest = relative
+                        getter = layout.latest_values
+                        if getter is not None:
+                            latest = getter(fields)
+                            codec = layout.latest_codec
+                            if codec is not None:
+                                latest = codec.unpack(codec.pack(*latest))
+                            series.latest = (bucket_ns, latest)
+                        continue
+                self._write(series, relative, bucket_ns, fields)
             last = self._last_eviction_ns
             # A sweep walks every series, so it runs at most once per resolution.
             if last is None or now_ns - last >= resolution:
                 self._last_eviction_ns = now_ns
                 self._evict(now_ns)
 
+    def _accept(self, bucket: int, horizon: int) -> int:
+        """``bucket`` relative to the base if the window takes it, else -1."""
+        if bucket > horizon:
+            return -1
+        if self._base is None:
+            # Room for a window of buckets older than the first one (late batches).
+            self._base = bucket - self._capacity
+        relative = bucket - self._base
+        if relative < 0 or relative <= self._newest - self._capacity:
+            return -1
+        return relative
+
+    def _note(self, relative: int) -> None:
+        """A point was taken for ``relative``: the window's newest and oldest buckets follow."""
+        self._newest = max(self._newest, relative)
+        if self._oldest is None or relative < self._oldest:
+            self._oldest = relative
+
+    def _skip(self, present: int, newest: int, bucket: int) -> int:
+        """``present`` once the series moves from ``newest`` to ``bucket``, skipping the buckets between."""
+        capacity = self._capacity
+        if bucket - newest > capacity:
+            return 0
+        for skipped in range(newest + 1, bucket):
+            present &= ~(1 << skipped % capacity)
+        return present
+
     def add_labels(self, batch: Batch) -> None:
         """Remember the pod and node labels ``batch`` carries (for label selectors); never written out."""
         seen_ns = batch.scraped_at_ns
         with self._lock:
+            pod_labels, pod_seen = self._pod_labels, self._pod_labels_seen
             for pod in batch.pods:
                 if pod.labels is not None:
                     key = (sys.intern(pod.namespace), sys.intern(pod.pod))
-                    self._pod_labels[key] = (
-                        self._same_or_new(self._pod_labels.get(key), pod.labels),
-                        seen_ns,
-                    )
+                    pod_labels[key] = _same_or_new(pod_labels.get(key), pod.labels)
+                    pod_seen[key] = seen_ns
             node_sample = batch.node_sample
             if node_sample is not None and node_sample.labels is not None:
                 node = sys.intern(batch.node)
-                previous = self._node_labels.get(node)
-                self._node_labels[node] = (self._same_or_new(previous, node_sample.labels), seen_ns)
-
-    @staticmethod
-    def _same_or_new(
-        previous: tuple[Mapping[str, str], int] | None, labels: Mapping[str, str]
-    ) -> Mapping[str, str]:
-        # Labels rarely change: keeping the held dict when equal lets each batch's copy be freed at once.
-        if previous is not None and previous[0] == labels:
-            return previous[0]
-        return {sys.intern(key): value for key, value in labels.items()}
+                self._node_labels[node] = _same_or_new(self._node_labels.get(node), node_sample.labels)
+                self._node_labels_seen[node] = seen_ns
 
     def evict(self, now_ns: int) -> int:
         """Drop series and labels not updated for the eviction time before ``now_ns``; how many series."""
@@ -272,6 +453,8 @@ class RecentStore:
         for entities in self._series.values():
             stale: list[tuple[Entity, _Series | None]] = []
             for entity, head in entities.items():
+                if head.newest >= cutoff and head.next is None:
+                    continue
                 if all(series.newest >= cutoff for series in head.chain()):
                     continue
                 kept = [series for series in head.chain() if series.newest >= cutoff]
@@ -286,18 +469,12 @@ class RecentStore:
                     del entities[entity]
                 else:
                     entities[entity] = new_head
-        _forget_older(self._pod_labels, now_ns - self._eviction_ns)
-        _forget_older(self._node_labels, now_ns - self._eviction_ns)
+        _forget_older(self._pod_labels, self._pod_labels_seen, now_ns - self._eviction_ns)
+        _forget_older(self._node_labels, self._node_labels_seen, now_ns - self._eviction_ns)
         self._evicted += evicted
         return evicted
 
-    def _series_for(self, shape: _Shape, values: tuple[str, ...]) -> _Series:
-        position = shape.node_position
-        if position is None:
-            entity, node = values, ""
-        else:
-            entity, node = values[:position] + values[position + 1 :], values[position]
-        entities = self._series[shape.level]
+    def _series_for(self, entities: dict[Entity, _Series], entity: Entity, node: str) -> _Series:
         head = entities.get(entity)
         series = head
         while series is not None and series.node != node:
@@ -305,7 +482,7 @@ class RecentStore:
         if series is not None:
             return series
         # Interned so that thousands of series share one copy of each cluster, node and namespace name.
-        series = _Series(sys.intern(node), len(self._fields), self._empty_buckets)
+        series = _Series(sys.intern(node), self._empty_layout)
         if head is None:
             entities[tuple(sys.intern(value) for value in entity)] = series
         else:
@@ -313,51 +490,132 @@ class RecentStore:
             head.next = series
         return series
 
-    def _write(self, series: _Series, bucket: int, fields: Mapping[str, float]) -> None:
-        slot = bucket % self._capacity
-        fresh = series.buckets[slot] != bucket
-        latest = bucket >= series.newest
-        if fresh:
-            series.buckets[slot] = bucket
-        columns = series.columns
+    def _layout(self, kinds: tuple[int, ...], keys: tuple[str, ...] | None) -> _Layout:
+        layout = self._layouts.get((kinds, keys))
+        if layout is None:
+            if len(self._layouts) >= _LAYOUTS_KEPT:
+                self._layouts.clear()
+            layout = _Layout(kinds, keys, self._fields, self._latest_indices)
+            self._layouts[kinds, keys] = layout
+        return layout
+
+    def _ring_kind(self, index: int, *values: float) -> int:
+        """Float32 for a rate whose values fit it, float64 otherwise."""
+        if self._rates[index] and all(not abs(value) > _FLOAT32_MAX for value in values):
+            return _SINGLE
+        return _DOUBLE
+
+    def _write(self, series: _Series, bucket: int, bucket_ns: int, fields: Mapping[str, float]) -> None:
+        """The general path: merge ``fields`` into ``bucket`` (relative) of ``series``, changing its layout
+        as needed (a new field, a constant that changed or went missing, a rate too big for float32)."""
         index_of = self._field_index
         given: dict[int, float] = {}
+        served = 0
         for name, value in fields.items():
             index = index_of.get(name)
-            # InfluxDB cannot hold NaN or infinity either: such a value is no value.
-            if index is not None and math.isfinite(value):
-                given[index] = float(value)
-        if fresh:
-            # A new bucket in the slot: whatever the previous lap held there is not this bucket's.
-            for index, column in enumerate(columns):
-                if column is None or index in given:
-                    continue
-                if isinstance(column, _Const):
-                    if bucket >= column.since:
-                        columns[index] = self._materialise(series, column)
-                        columns[index][slot] = _NAN  # type: ignore[index]  # just made an array
-                else:
-                    column[slot] = _NAN
-        for index, value in given.items():
-            column = columns[index]
-            if column is None:
-                # A constant may only start here if no later bucket exists (it would claim that one too).
-                if latest:
-                    columns[index] = _Const(value, bucket)
-                    continue
-                column = columns[index] = self._nan_column[:]
-            elif isinstance(column, _Const):
-                if value == column.value and bucket >= column.since:
-                    continue
-                column = columns[index] = self._materialise(series, column)
-            column[slot] = value
-        series.newest = max(series.newest, bucket)
+            if index is not None:
+                served += 1
+                # InfluxDB cannot hold NaN or infinity either: such a value is no value.
+                if math.isfinite(value):
+                    given[index] = float(value)
+        capacity = self._capacity
+        slot = bucket % capacity
+        newest = series.newest
+        fresh = bucket > newest or not series.present >> slot & 1
+        # A constant may only start here if no later bucket exists (it would claim that one too).
+        may_start = bucket >= newest
+        if bucket > newest:
+            series.present = self._skip(series.present, newest, bucket)
+            series.newest = bucket
+        series.present |= 1 << slot
 
-    def _materialise(self, series: _Series, constant: _Const) -> array[float]:
-        column = self._nan_column[:]
-        value, since = constant
-        for slot, bucket in enumerate(series.buckets):
-            if bucket >= since:
+        layout = series.layout
+        kinds = list(layout.kinds)
+        started: dict[int, tuple[float, int]] = {}
+        for index, value in given.items():
+            kind = kinds[index]
+            if kind == _CONST:
+                position = layout.const_position[index]
+                if value != series.consts[position] or bucket < series.since[position]:
+                    kinds[index] = self._ring_kind(index, series.consts[position], value)
+            elif kind == _SINGLE:
+                if abs(value) > _FLOAT32_MAX:
+                    kinds[index] = _DOUBLE
+            elif kind == _ABSENT:
+                if may_start:
+                    kinds[index] = _CONST
+                    started[index] = (value, bucket)
+                else:
+                    kinds[index] = self._ring_kind(index, value)
+        if fresh:
+            # A new bucket: a constant it lacks no longer holds from its ``since`` on.
+            for position, index in enumerate(layout.consts):
+                if index not in given and series.since[position] <= bucket:
+                    kinds[index] = self._ring_kind(index, series.consts[position])
+        if tuple(kinds) != layout.kinds:
+            self._relayout(series, tuple(kinds), started)
+            layout = series.layout
+
+        if fresh and layout.size:
+            # Whatever the previous lap held in this slot is not this bucket's.
+            start = slot * layout.size
+            series.rows[start : start + layout.size] = layout.nan_row
+        for index, value in given.items():
+            reader = layout.readers.get(index)
+            if reader is not None:
+                offset, codec = reader
+                codec.pack_into(series.rows, slot * layout.size + offset, value)
+
+        # The fast path may take the next point if it has exactly the fields held now, all finite.
+        held = len(layout.rings) + len(layout.consts)
+        keys = tuple(fields) if len(given) == served == held else None
+        if keys != layout.keys:
+            series.layout = self._layout(layout.kinds, keys)
+
+        indices = self._latest_indices
+        latest = series.latest
+        if indices is not None and (latest is None or bucket_ns >= latest[0]):
+            values = [self._value(series, index, bucket) for index in indices]
+            complete = [value for value in values if value is not None]
+            if len(complete) == len(values):
+                series.latest = (bucket_ns, tuple(complete))
+
+    def _relayout(
+        self, series: _Series, kinds: tuple[int, ...], started: Mapping[int, tuple[float, int]]
+    ) -> None:
+        """Hold ``series`` as ``kinds`` say, keeping its values; ``started``: new constants (value, since)."""
+        old = series.layout
+        capacity = self._capacity
+        rows = list(old.row.iter_unpack(series.rows)) if old.size else []
+        columns = {index: [row[position] for row in rows] for position, index in enumerate(old.rings)}
+        constants = dict(zip(old.consts, zip(series.consts, series.since, strict=True), strict=True))
+        constants.update(started)
+        for index, kind in enumerate(kinds):
+            if kind in _RINGS and index not in columns:
+                if index in constants:
+                    columns[index] = self._materialise(series, *constants[index])
+                else:
+                    columns[index] = [_NAN] * capacity
+        layout = self._layout(kinds, None)
+        if layout.size:
+            pack = layout.row.pack
+            ordered = [columns[index] for index in layout.rings]
+            series.rows = bytearray(b"".join(pack(*row) for row in zip(*ordered, strict=True)))
+        else:
+            series.rows = bytearray()
+        series.consts = tuple(constants[index][0] for index in layout.consts)
+        series.since = tuple(constants[index][1] for index in layout.consts)
+        series.layout = layout
+
+    def _materialise(self, series: _Series, value: float, since: int) -> list[float]:
+        """A constant as a ring column: ``value`` in every slot whose bucket the series has from ``since``."""
+        capacity = self._capacity
+        newest = series.newest
+        present = series.present
+        column = [_NAN] * capacity
+        for slot in range(capacity):
+            bucket = newest - (newest - slot) % capacity
+            if present >> slot & 1 and bucket >= since:
                 column[slot] = value
         return column
 
@@ -368,15 +626,22 @@ class RecentStore:
         return max(0, self._newest - self._capacity + 1), self._newest
 
     def _value(self, series: _Series, index: int, bucket: int) -> float | None:
-        slot = bucket % self._capacity
-        if series.buckets[slot] != bucket:
+        newest = series.newest
+        capacity = self._capacity
+        if not newest - capacity < bucket <= newest:
             return None
-        column = series.columns[index]
-        if column is None:
+        slot = bucket % capacity
+        if not series.present >> slot & 1:
             return None
-        if isinstance(column, _Const):
-            return column.value if bucket >= column.since else None
-        value: float = column[slot]
+        layout = series.layout
+        kind = layout.kinds[index]
+        if kind == _ABSENT:
+            return None
+        if kind == _CONST:
+            position = layout.const_position[index]
+            return series.consts[position] if bucket >= series.since[position] else None
+        offset, codec = layout.readers[index]
+        value: float = codec.unpack_from(series.rows, slot * layout.size + offset)[0]
         return None if math.isnan(value) else value
 
     def entities(self, level: Level) -> list[Entity]:
@@ -403,7 +668,7 @@ class RecentStore:
             return present
 
     def _has_value(self, series: _Series, index: int, low: int, high: int) -> bool:
-        if series.columns[index] is None:
+        if series.layout.kinds[index] == _ABSENT:
             return False
         return any(self._value(series, index, bucket) is not None for bucket in range(low, high + 1))
 
@@ -425,7 +690,7 @@ class RecentStore:
             high = min(high, end_ns // resolution - self._base)
             sums: dict[int, float] = {}
             for series in head.chain():
-                if series.columns[index] is None:
+                if series.layout.kinds[index] == _ABSENT:
                     continue
                 for bucket in range(
                     max(low, series.newest - self._capacity + 1), min(high, series.newest) + 1
@@ -445,8 +710,11 @@ class RecentStore:
         entities: Iterable[Entity] | None = None,
     ) -> dict[Entity, Latest]:
         """For each entity of ``level`` (or of ``entities``): its newest bucket at or after ``not_before_ns``
-        with every one of ``fields``, and their values (summed over nodes that have that bucket)."""
-        indices = [self._field_index[name] for name in fields]
+        with every one of ``fields``, and their values (summed over nodes that have that bucket).
+
+        Reads one entry per series for ``LATEST_FIELDS``; other fields search the window."""
+        indices = tuple(self._field_index[name] for name in fields)
+        indexed = indices == self._latest_indices
         result: dict[Entity, Latest] = {}
         with self._lock:
             if self._base is None:
@@ -454,17 +722,46 @@ class RecentStore:
             held = self._series[level]
             low, _ = self._window()
             low = max(low, -(-not_before_ns // self._resolution_ns) - self._base)
-            for entity in held if entities is None else entities:
-                head = held.get(entity)
-                if head is None:
-                    continue
-                found = self._latest_of(head, indices, low)
-                if found is not None:
-                    bucket, values = found
-                    result[entity] = Latest((bucket + self._base) * self._resolution_ns, values)
+            low_ns = (low + self._base) * self._resolution_ns
+            if entities is None:
+                pairs: Iterable[tuple[Entity, _Series]] = held.items()
+            else:
+                pairs = [(entity, head) for entity in entities if (head := held.get(entity)) is not None]
+            if indexed:
+                for entity, head in pairs:
+                    if head.next is None:
+                        found = head.latest
+                        if found is not None and found[0] >= low_ns:
+                            result[entity] = found
+                    else:
+                        summed = self._latest_indexed(head, low_ns)
+                        if summed is not None:
+                            result[entity] = summed
+            else:
+                for entity, head in pairs:
+                    scanned = self._latest_scanned(head, indices, low)
+                    if scanned is not None:
+                        bucket, values = scanned
+                        result[entity] = ((bucket + self._base) * self._resolution_ns, values)
         return result
 
-    def _latest_of(self, head: _Series, indices: list[int], low: int) -> tuple[int, tuple[float, ...]] | None:
+    @staticmethod
+    def _latest_indexed(head: _Series, low_ns: int) -> Latest | None:
+        """An entity on several nodes: the newest indexed bucket, summed over the series that have it."""
+        best: Latest | None = None
+        for series in head.chain():
+            found = series.latest
+            if found is None or found[0] < low_ns:
+                continue
+            if best is None or found[0] > best[0]:
+                best = found
+            elif found[0] == best[0]:
+                best = (best[0], tuple(a + b for a, b in zip(best[1], found[1], strict=True)))
+        return best
+
+    def _latest_scanned(
+        self, head: _Series, indices: tuple[int, ...], low: int
+    ) -> tuple[int, tuple[float, ...]] | None:
         best: int | None = None
         totals: list[float] = []
         for series in head.chain():
@@ -472,9 +769,9 @@ class RecentStore:
                 if best is not None and bucket < best:
                     break
                 values = [self._value(series, index, bucket) for index in indices]
-                if any(value is None for value in values):
-                    continue
                 complete = [value for value in values if value is not None]
+                if len(complete) < len(values):
+                    continue
                 if best is None or bucket > best:
                     best, totals = bucket, complete
                 else:
@@ -485,16 +782,29 @@ class RecentStore:
     def pod_labels(self, namespace: str, pod: str) -> Mapping[str, str]:
         """The labels last reported for the pod (empty when none were)."""
         with self._lock:
-            entry = self._pod_labels.get((namespace, pod))
-            return entry[0] if entry is not None else {}
+            return self._pod_labels.get((namespace, pod), _NO_LABELS)
+
+    def all_pod_labels(self) -> dict[tuple[str, str], Mapping[str, str]]:
+        """``(namespace, pod)`` -> the labels last reported, for every pod that reported some (a copy)."""
+        with self._lock:
+            return self._pod_labels.copy()
 
     def node_labels(self, node: str) -> Mapping[str, str]:
         """The labels last reported for the node (empty when none were)."""
         with self._lock:
-            entry = self._node_labels.get(node)
-            return entry[0] if entry is not None else {}
+            return self._node_labels.get(node, _NO_LABELS)
 
 
-def _forget_older(labels: dict[_K, tuple[Mapping[str, str], int]], cutoff_ns: int) -> None:
-    for key in [key for key, (_, seen_ns) in labels.items() if seen_ns < cutoff_ns]:
-        del labels[key]
+_NO_LABELS: Mapping[str, str] = MappingProxyType({})
+
+
+def _same_or_new(previous: Mapping[str, str] | None, labels: Mapping[str, str]) -> Mapping[str, str]:
+    # Labels rarely change: keeping the held dict when equal lets each batch's copy be freed at once.
+    if previous is not None and previous == labels:
+        return previous
+    return {sys.intern(key): value for key, value in labels.items()}
+
+
+def _forget_older(labels: dict[_K, Mapping[str, str]], seen: dict[_K, int], cutoff_ns: int) -> None:
+    for key in [key for key, seen_ns in seen.items() if seen_ns < cutoff_ns]:
+        del labels[key], seen[key]

@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
+from aggregator.api.metrics_k8s_json import node_metrics, node_metrics_list, pod_metrics, pod_metrics_list
 from aggregator.api.query_deps import QueryServiceDep, require_query_token
 from aggregator.api.schemas_metrics_k8s import (
     GROUP,
@@ -27,22 +28,16 @@ from aggregator.api.schemas_metrics_k8s import (
     APIGroupList,
     APIResource,
     APIResourceList,
-    ContainerMetrics,
     GroupVersionForDiscovery,
     NodeMetrics,
     NodeMetricsList,
-    ObjectMeta,
     PodMetrics,
     PodMetricsList,
-    ResourceUsage,
     Status,
     StatusDetails,
 )
 from aggregator.query.errors import NotFoundError, QueryError
-from aggregator.query.quantity import cpu_quantity, memory_quantity
 from aggregator.query.selector import parse_selector
-from aggregator.query.service import NodeUsage, PodUsage, QueryService, Usage
-from aggregator.query.timefmt import go_duration, kubernetes_time
 
 _REASONS = {400: "BadRequest", 401: "Unauthorized", 404: "NotFound", 503: "ServiceUnavailable"}
 
@@ -152,96 +147,82 @@ def api_resources() -> APIResourceList:
     )
 
 
-# -- nodes ---------------------------------------------------------------------------------------------
+# -- nodes and pods ---------------------------------------------------------------------------------
+# These routes render JSON bytes themselves (``metrics_k8s_json``) and return a ``Response``, which FastAPI
+# sends as it is: no model per object and no second validation against ``response_model``, which stays
+# for the OpenAPI document. A 30,000-pod list is otherwise seconds of pydantic.
 
 
-def _usage(usage: Usage) -> ResourceUsage:
-    return ResourceUsage(cpu=cpu_quantity(usage.cpu_millicores), memory=memory_quantity(usage.memory_bytes))
+def _json(body: bytes) -> Response:
+    return Response(body, media_type="application/json")
 
 
-def _node_metrics(service: QueryService, node: NodeUsage) -> NodeMetrics:
-    return NodeMetrics(
-        metadata=ObjectMeta(
-            name=node.usage.name,
-            creation_timestamp=kubernetes_time(service.now_ns()),
-            labels=dict(node.labels) or None,
-        ),
-        timestamp=kubernetes_time(node.usage.time_ns),
-        window=go_duration(service.resolution_ns),
-        usage=_usage(node.usage),
-    )
-
-
-@router.get(f"/{GROUP_VERSION}/nodes", response_model_exclude_none=True, summary="NodeMetrics of every node")
-def list_node_metrics(service: QueryServiceDep, label_selector: LabelSelector = None) -> NodeMetricsList:
+@router.get(
+    f"/{GROUP_VERSION}/nodes",
+    response_model=NodeMetricsList,
+    response_model_exclude_none=True,
+    summary="NodeMetrics of every node",
+)
+def list_node_metrics(service: QueryServiceDep, label_selector: LabelSelector = None) -> Response:
     """Latest usage of every node that reports (matching ``labelSelector``), sorted by name."""
     selector = parse_selector(label_selector)
-    return NodeMetricsList(
-        items=[_node_metrics(service, node) for node in service.node_usage(selector=selector)]
-    )
+    nodes = service.node_usage(selector=selector)
+    return _json(node_metrics_list(nodes, now_ns=service.now_ns(), resolution_ns=service.resolution_ns))
 
 
 @router.get(
     f"/{GROUP_VERSION}/nodes/{{name}}",
+    response_model=NodeMetrics,
     response_model_exclude_none=True,
     responses=_NOT_FOUND,
     summary="NodeMetrics of one node",
 )
-def get_node_metrics(service: QueryServiceDep, name: Name) -> NodeMetrics:
+def get_node_metrics(service: QueryServiceDep, name: Name) -> Response:
     """Latest usage of node ``name``; 404 when it has no recent metrics."""
     found = service.node_usage(name)
     if not found:
         raise NotFoundError(f"node {name!r} has no recent metrics", kind="nodes", name=name)
-    return _node_metrics(service, found[0])
+    return _json(node_metrics(found[0], now_ns=service.now_ns(), resolution_ns=service.resolution_ns))
 
 
-# -- pods ----------------------------------------------------------------------------------------------
-
-
-def _pod_metrics(service: QueryService, pod: PodUsage) -> PodMetrics:
-    return PodMetrics(
-        metadata=ObjectMeta(
-            name=pod.name,
-            namespace=pod.namespace,
-            creation_timestamp=kubernetes_time(service.now_ns()),
-            labels=dict(pod.labels) or None,
-        ),
-        timestamp=kubernetes_time(pod.time_ns),
-        window=go_duration(service.resolution_ns),
-        containers=[ContainerMetrics(name=usage.name, usage=_usage(usage)) for usage in pod.containers],
-    )
-
-
-@router.get(f"/{GROUP_VERSION}/pods", response_model_exclude_none=True, summary="PodMetrics of every pod")
-def list_all_pod_metrics(service: QueryServiceDep, label_selector: LabelSelector = None) -> PodMetricsList:
+@router.get(
+    f"/{GROUP_VERSION}/pods",
+    response_model=PodMetricsList,
+    response_model_exclude_none=True,
+    summary="PodMetrics of every pod",
+)
+def list_all_pod_metrics(service: QueryServiceDep, label_selector: LabelSelector = None) -> Response:
     """Latest usage of every pod in every namespace (matching ``labelSelector``)."""
     selector = parse_selector(label_selector)
-    return PodMetricsList(items=[_pod_metrics(service, pod) for pod in service.pod_usage(selector=selector)])
+    pods = service.pod_usage(selector=selector)
+    return _json(pod_metrics_list(pods, now_ns=service.now_ns(), resolution_ns=service.resolution_ns))
 
 
 @router.get(
     f"/{GROUP_VERSION}/namespaces/{{namespace}}/pods",
+    response_model=PodMetricsList,
     response_model_exclude_none=True,
     summary="PodMetrics of a namespace's pods",
 )
 def list_pod_metrics(
     service: QueryServiceDep, namespace: Namespace, label_selector: LabelSelector = None
-) -> PodMetricsList:
+) -> Response:
     """Latest usage of every pod of ``namespace`` (matching ``labelSelector``); empty for an unknown one."""
     selector = parse_selector(label_selector)
     pods = service.pod_usage(namespace=namespace, selector=selector)
-    return PodMetricsList(items=[_pod_metrics(service, pod) for pod in pods])
+    return _json(pod_metrics_list(pods, now_ns=service.now_ns(), resolution_ns=service.resolution_ns))
 
 
 @router.get(
     f"/{GROUP_VERSION}/namespaces/{{namespace}}/pods/{{name}}",
+    response_model=PodMetrics,
     response_model_exclude_none=True,
     responses=_NOT_FOUND,
     summary="PodMetrics of one pod",
 )
-def get_pod_metrics(service: QueryServiceDep, namespace: Namespace, name: Name) -> PodMetrics:
+def get_pod_metrics(service: QueryServiceDep, namespace: Namespace, name: Name) -> Response:
     """Latest usage of the pod's containers; 404 when it has no recent metrics."""
     found = service.pod_usage(namespace=namespace, name=name)
     if not found:
         raise NotFoundError(f"pod {namespace}/{name} has no recent metrics", kind="pods", name=name)
-    return _pod_metrics(service, found[0])
+    return _json(pod_metrics(found[0], now_ns=service.now_ns(), resolution_ns=service.resolution_ns))

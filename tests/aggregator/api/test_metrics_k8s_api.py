@@ -188,3 +188,24 @@ def test_pods_and_nodes_that_stopped_reporting_disappear(running: RunningAggrega
         assert running.get(f"{API}/nodes/node-1").status_code == 404
     finally:
         running.clock.set(original)
+
+
+@pytest.mark.parametrize(
+    ("path", "model"),
+    [
+        ("/nodes", "NodeMetricsList"),
+        ("/nodes/{name}", "NodeMetrics"),
+        ("/pods", "PodMetricsList"),
+        ("/namespaces/{namespace}/pods", "PodMetricsList"),
+        ("/namespaces/{namespace}/pods/{name}", "PodMetrics"),
+    ],
+)
+def test_routes_that_render_their_own_json_still_document_their_model(
+    running: RunningAggregator, path: str, model: str
+) -> None:
+    ok = running.get("/openapi.json").json()["paths"][f"{API}{path}"]["get"]["responses"]["200"]
+    assert ok["content"]["application/json"]["schema"] == {"$ref": f"#/components/schemas/{model}"}
+    concrete = path.format(name="node-1" if "nodes" in path else "web-1", namespace="shop")
+    response = running.get(f"{API}{concrete}")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import re
+from decimal import Decimal
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from aggregator.query.quantity import binary_si, cpu_quantity, decimal_si, memory_quantity
+from collector.sources.kubelet_models import parse_quantity
+
+_PARTS = re.compile(r"(?P<mantissa>-?\d+)(?P<suffix>[numkMGTPE]|[KMGTPE]i)?")
+_INT64_MAX = 2**63 - 1
 
 
 @pytest.mark.parametrize(
@@ -90,3 +99,48 @@ def test_usage_is_never_printed_negative_and_bad_input_is_refused() -> None:
         binary_si(2**63)
     with pytest.raises(ValueError, match="scale"):
         decimal_si(1, scale=3)
+
+
+def _assert_canonical(text: str, value: Decimal, *, binary: bool = False) -> None:
+    """``text`` is exactly ``value`` (read back by the collector's quantity parser), with no fractional
+    digits and the largest suffix that allows both: Kubernetes' canonical form, decimal or binary SI."""
+    assert parse_quantity(text) == value
+    parts = _PARTS.fullmatch(text)
+    assert parts is not None, f"{text!r} has fractional digits or an exponent"
+    mantissa, suffix = int(parts["mantissa"]), parts["suffix"] or ""
+    if mantissa == 0:
+        assert text == "0"
+    elif binary and abs(value) >= 1024:
+        assert suffix in ("", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei")
+        assert mantissa % 1024 or suffix == "Ei", f"{text!r}: a larger binary suffix would hold it"
+    else:
+        assert not suffix.endswith("i")
+        assert mantissa % 1000 or suffix == "E", f"{text!r}: a larger decimal suffix would hold it"
+
+
+@given(st.integers(min_value=-(2**63), max_value=_INT64_MAX), st.sampled_from([-9, -6, -3, 0]))
+def test_decimal_si_is_exact_and_canonical_for_every_int64(value: int, scale: int) -> None:
+    _assert_canonical(decimal_si(value, scale=scale), Decimal(value).scaleb(scale))
+
+
+@given(st.integers(min_value=-(2**63), max_value=_INT64_MAX))
+def test_binary_si_is_exact_and_canonical_for_every_int64(value: int) -> None:
+    _assert_canonical(binary_si(value), Decimal(value), binary=True)
+
+
+@given(st.floats(min_value=0, max_value=9e12) | st.integers(0, 10**9).map(lambda n: n / 1000))
+def test_cpu_usage_is_the_rounded_nanocores_in_canonical_form(millicores: float) -> None:
+    _assert_canonical(cpu_quantity(millicores), Decimal(round(millicores * 1_000_000)).scaleb(-9))
+
+
+@given(
+    st.floats(min_value=0, max_value=9e18)
+    | st.integers(0, 2**50).map(lambda pages: float(pages * 4096))
+    | st.integers(0, 2**40).map(float)
+    # Whole binary units: every suffix, Ki to Ei, must be reachable.
+    | st.integers(0, 6).flatmap(
+        lambda power: st.integers(1, 2 ** (62 - 10 * power)).map(lambda m: float(m << 10 * power))
+    )
+)
+def test_memory_usage_is_the_rounded_bytes_in_canonical_form(num_bytes: float) -> None:
+    _assert_canonical(memory_quantity(num_bytes), Decimal(round(num_bytes)), binary=True)

@@ -102,3 +102,36 @@ def test_unknown_entities_and_metrics_are_named_in_the_error() -> None:
         heapster_metric_for("cpu/nope", Level.POD)
     with pytest.raises(NotFoundError, match="does not exist for a pod"):
         heapster_metric_for("cpu/node_capacity", Level.POD)
+
+
+def test_a_container_that_stopped_drops_out_of_its_pod_and_pods_filter_by_namespace_and_name() -> None:
+    sidecar = SimContainer("shop", "web-1", "sidecar", cpu_millicores=50)
+    sim = Simulation(
+        containers=[
+            SimContainer("shop", "web-1", "zz-app", cpu_millicores=250),
+            sidecar,
+            SimContainer("shop", "web-2", "app", cpu_millicores=700),
+            SimContainer("other", "web-1", "app", node="node-2", cpu_millicores=10),
+        ]
+    )
+    store = RecentStore(resolution_seconds=10, window_seconds=60, eviction_seconds=3600)
+    pipeline = make_pipeline(sim)
+    sim.run(pipeline, store, 5)
+    service = QueryService(store, cluster="test", clock_ns=sim.now_ns)
+    (both,) = service.pod_usage(namespace="shop", name="web-1")
+    assert [usage.name for usage in both.containers] == ["sidecar", "zz-app"]
+
+    sim.containers.remove(sidecar)
+    sim.run(pipeline, store, 1)
+
+    (web_1,) = service.pod_usage(namespace="shop", name="web-1")
+    assert web_1.time_ns > both.time_ns
+    assert [(usage.name, usage.time_ns) for usage in web_1.containers] == [("zz-app", web_1.time_ns)]
+    assert [(pod.namespace, pod.name) for pod in service.pod_usage(namespace="shop")] == [
+        ("shop", "web-1"),
+        ("shop", "web-2"),
+    ]
+    assert [(pod.namespace, pod.name) for pod in service.pod_usage(name="web-1")] == [
+        ("other", "web-1"),
+        ("shop", "web-1"),
+    ]

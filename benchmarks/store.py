@@ -1,0 +1,147 @@
+"""The query window in-process: ``RecentStore.add`` CPU per container sample, and the store + service part of
+``kubectl top pods -A`` (``QueryService.pod_usage``) with many pods tracked, without HTTP or JSON.
+
+Points come from the real ``Pipeline`` over a :class:`SyntheticCluster` (30 pods x 2 containers per node),
+produced before anything is timed, so only the store (or the query) is measured. CPU is
+``time.process_time()``; the query is also timed by the wall clock, the figure a caller waits, with the
+garbage collector on (its pauses are part of what a caller waits for).
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+import tracemalloc
+from dataclasses import dataclass
+
+from aggregator.pipeline import Pipeline
+from aggregator.points import Point
+from aggregator.query.service import QueryService
+from aggregator.query.store import RecentStore
+from benchmarks.report import Measure, percentile
+from benchmarks.synthetic import SyntheticCluster
+from collector.wire import Batch
+
+INTERVAL_SECONDS = 10.0
+WINDOW_SECONDS = 900.0
+_NS_PER_S = 1_000_000_000
+_T0_NS = 1_763_000_000 * _NS_PER_S
+_WARM_UP_ROUNDS = 3
+"""Rounds before timing: the first has no rates, the next two turn changing columns into rings."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Round:
+    now_ns: int
+    batches: list[Batch]
+    points: list[list[Point]]
+    """One list per ``store.add`` call, as the ingest route and the tick make them."""
+
+
+def _round_time(index: int) -> int:
+    return _T0_NS + int(index * INTERVAL_SECONDS * _NS_PER_S)
+
+
+def _rounds(nodes: int, count: int) -> list[_Round]:
+    """``count`` rounds of a ``nodes``-node cluster through a real pipeline (untimed)."""
+    cluster = SyntheticCluster(nodes=nodes, interval_seconds=INTERVAL_SECONDS)
+    pipeline = Pipeline(
+        cluster="bench",
+        resolution_seconds=INTERVAL_SECONDS,
+        rollup_grace_seconds=5,
+        series_expiry_seconds=300,
+    )
+    rounds = []
+    for index in range(count):
+        now_ns = _round_time(index) + _NS_PER_S
+        batches = cluster.scrape(scraped_at_ns=_round_time(index))
+        points = [pipeline.ingest(batch, now_ns=now_ns) for batch in batches]
+        points.append(pipeline.tick(now_ns + 6 * _NS_PER_S))
+        rounds.append(_Round(now_ns, batches, points))
+    return rounds
+
+
+def _store() -> RecentStore:
+    return RecentStore(
+        resolution_seconds=INTERVAL_SECONDS, window_seconds=WINDOW_SECONDS, eviction_seconds=WINDOW_SECONDS
+    )
+
+
+def _feed(store: RecentStore, round_: _Round) -> None:
+    for points in round_.points:
+        store.add(points, now_ns=round_.now_ns)
+    for batch in round_.batches:
+        store.add_labels(batch)
+
+
+def add_measures(*, nodes: int, rounds: int) -> list[Measure]:
+    """CPU of ``RecentStore.add`` per container sample in steady state (after the warm-up rounds), and the
+    bytes the store holds per container (its ring buffers are allocated whole, so a short run counts all)."""
+    produced = _rounds(nodes, _WARM_UP_ROUNDS + rounds)
+    containers = sum(len(batch.containers) for batch in produced[0].batches)
+    points = sum(len(batch) for batch in produced[-1].points)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        store = _store()
+        for warm_up in produced[:_WARM_UP_ROUNDS]:
+            _feed(store, warm_up)
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    cpu = 0.0
+    for timed in produced[_WARM_UP_ROUNDS:]:
+        started = time.process_time()
+        for batch_points in timed.points:
+            store.add(batch_points, now_ns=timed.now_ns)
+        cpu += time.process_time() - started
+    prefix = f"query.store.n{nodes}"
+    return [
+        Measure(f"{prefix}.add_cpu_us_per_container", cpu / (rounds * containers) * 1e6, "us"),
+        Measure(f"{prefix}.add_cpu_us_per_point", cpu / (rounds * points) * 1e6, "us"),
+        Measure(f"{prefix}.add_cores_at_10s", cpu / rounds / INTERVAL_SECONDS, "cores"),
+        Measure(f"{prefix}.bytes_per_container", held / containers / 1024, "KiB"),
+    ]
+
+
+def pod_usage_measures(*, nodes: int, queries: int) -> list[Measure]:
+    """``QueryService.pod_usage()`` (every pod, no selector) over a store holding ``nodes`` x 30 pods."""
+    store = _store()
+    produced = _rounds(nodes, 3)
+    now_ns = produced[-1].now_ns
+    for fed in produced:
+        _feed(store, fed)
+    service = QueryService(store, cluster="bench", clock_ns=lambda: now_ns)
+    # Only what a server keeps stays: the store (garbage collections walk every object held).
+    del produced, fed
+    gc.collect()
+    walls, cpus, pods = _time_queries(service, queries)
+    # The same queries with the garbage collector paused: how much of the time its full collections take.
+    gc.disable()
+    try:
+        _, cpus_without_gc, _ = _time_queries(service, queries)
+    finally:
+        gc.enable()
+    prefix = f"query.store.pod_usage.pods{nodes * 30}"
+    return [
+        Measure(f"{prefix}.items", pods, "pods", nodes * 30, "min"),
+        Measure(f"{prefix}.p50_ms", percentile(walls, 0.5), "ms"),
+        Measure(f"{prefix}.p99_ms", percentile(walls, 0.99), "ms"),
+        Measure(f"{prefix}.cpu_p50_ms", percentile(cpus, 0.5), "ms"),
+        Measure(f"{prefix}.cpu_p50_ms_gc_paused", percentile(cpus_without_gc, 0.5), "ms"),
+    ]
+
+
+def _time_queries(service: QueryService, queries: int) -> tuple[list[float], list[float], int]:
+    """Wall and CPU ms of ``queries`` calls of ``pod_usage()``, and how many pods the last one returned."""
+    walls: list[float] = []
+    cpus: list[float] = []
+    pods = 0
+    for _ in range(queries):
+        cpu_started, wall_started = time.process_time(), time.perf_counter()
+        pods = len(service.pod_usage())
+        walls.append((time.perf_counter() - wall_started) * 1000)
+        cpus.append((time.process_time() - cpu_started) * 1000)
+    return walls, cpus, pods

@@ -24,6 +24,7 @@ from aggregator.api.deps import configured_token
 from aggregator.api.metrics_api_setup import MetricsApiListener, metrics_api_config, prepare_metrics_api
 from aggregator.api.serving import GroupedServer, serve_all
 from aggregator.errors import AggregatorError
+from aggregator.gc_tuning import tune_garbage_collector
 from aggregator.settings import AggregatorSettings, get_settings
 
 log = logging.getLogger("aggregator")
@@ -69,6 +70,7 @@ def main() -> int:
         print(describe_settings_error(exc), file=sys.stderr)
         return EXIT_BAD_SETTINGS
     configure_logging(settings.log_level)
+    tune_garbage_collector()
     if configured_token(settings) is None:
         log.warning("KPULSE_INGEST_TOKEN is unset: ingest accepts loopback clients only")
     target = (

@@ -24,6 +24,7 @@ from fastapi import FastAPI
 
 from aggregator.api.app import create_app
 from aggregator.api.state import AggregatorState
+from aggregator.gc_tuning import tune_garbage_collector
 from aggregator.points import Point
 from aggregator.settings import AggregatorSettings
 from aggregator.sinks.memory import MemorySink
@@ -109,6 +110,7 @@ def main() -> None:
     parser.add_argument("--pods-per-node", type=int, default=30)
     parser.add_argument("--interval-seconds", type=float, default=10.0)
     args = parser.parse_args()
+    tune_garbage_collector()  # as python -m aggregator does
     settings = AggregatorSettings(
         host="127.0.0.1",
         port=args.port,

@@ -22,14 +22,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from operator import attrgetter
+from operator import itemgetter
+from typing import Any
 
 from aggregator import catalog
 from aggregator.catalog import Level, Tag
 from aggregator.points import Point
 from aggregator.rates import Counters, Delta, RateTracker, SuppressionCounts
-from aggregator.rollup import LEVEL_SPECS, NodeContribution, RollupWindow, add_fields
-from collector.wire import Batch, ContainerSample, NodeSample, PodSample
+from aggregator.rollup import LEVEL_SPECS, FieldSums, NodeContribution, RollupWindow
+from collector.wire import Batch, NodeSample, PodSample
 
 ABSURD_CPU_FACTOR = 1.25
 """A CPU rate above the node's capacity times this cannot be real (counter glitch, clock jump): dropped."""
@@ -57,6 +58,8 @@ _NAMESPACE_SPEC = LEVEL_SPECS[Level.NAMESPACE]
 _NODE_SPEC = LEVEL_SPECS[Level.NODE]
 
 _CPU_USAGE = catalog.CPU_USAGE_MILLICORES.name
+_CPU_USER = catalog.CPU_USER_MILLICORES.name
+_CPU_SYSTEM = catalog.CPU_SYSTEM_MILLICORES.name
 _NETWORK_RX_BYTES = catalog.NETWORK_RX_BYTES_PER_SECOND.name
 _NETWORK_TX_BYTES = catalog.NETWORK_TX_BYTES_PER_SECOND.name
 _CPU_THROTTLED_RATIO = catalog.CPU_THROTTLED_RATIO.name
@@ -64,8 +67,15 @@ _CPU_USAGE_SECONDS_TOTAL = catalog.CPU_USAGE_SECONDS_TOTAL.name
 _CONTAINER_COUNT = catalog.CONTAINER_COUNT.name
 _POD_COUNT = catalog.POD_COUNT.name
 
+# The ``_read_*`` getters take a model's ``__dict__`` (where pydantic keeps the validated field values),
+# not the model: attribute access on a pydantic model goes through its ``__getattr__`` hook, several times
+# slower than a dict lookup, and these run for every container and pod of every batch.
+
+_read_container_tags = itemgetter("namespace", "pod", "container", "workload", "workload_kind")
+_read_container_series = itemgetter("container_id", "timestamp_ns", "started_at_ns", "network")
+
 # Network counters in tracker order, and the rate each becomes.
-_read_network = attrgetter(
+_read_network = itemgetter(
     "rx_bytes_total",
     "tx_bytes_total",
     "rx_packets_total",
@@ -91,7 +101,7 @@ _NETWORK_RATES = tuple(
 
 # Container counters in tracker order: CPU first (indices below), then disk, then its own network, which
 # is left out (not padded with None) when the container shares its pod's: most never have one.
-_read_container_counters = attrgetter(
+_read_container_counters = itemgetter(
     "cpu_usage_nanoseconds_total",
     "cpu_user_nanoseconds_total",
     "cpu_system_nanoseconds_total",
@@ -100,13 +110,8 @@ _read_container_counters = attrgetter(
     "disk_read_bytes_total",
     "disk_write_bytes_total",
 )
-_CPU_PERIODS, _CPU_THROTTLED_PERIODS = 3, 4
-_CONTAINER_CPU_RATES = (
-    (0, catalog.CPU_USAGE_MILLICORES.name),
-    (1, catalog.CPU_USER_MILLICORES.name),
-    (2, catalog.CPU_SYSTEM_MILLICORES.name),
-)
 _FIRST_PER_SECOND = 5
+"""The CPU counters (usage, user, system, periods, throttled periods) come first."""
 _CONTAINER_PER_SECOND_RATES = (
     catalog.DISK_READ_BYTES_PER_SECOND.name,
     catalog.DISK_WRITE_BYTES_PER_SECOND.name,
@@ -129,7 +134,7 @@ _CONTAINER_GAUGES = (
     ("fs_usage_bytes", catalog.FS_USAGE_BYTES),
     ("fs_capacity_bytes", catalog.FS_CAPACITY_BYTES),
 )
-_read_container_gauges = attrgetter(*(attr for attr, _ in _CONTAINER_GAUGES))
+_read_container_gauges = itemgetter(*(attr for attr, _ in _CONTAINER_GAUGES))
 _CONTAINER_GAUGE_NAMES = tuple(metric.name for _, metric in _CONTAINER_GAUGES)
 
 _NODE_GAUGES = (
@@ -142,7 +147,7 @@ _NODE_GAUGES = (
     ("fs_usage_bytes", catalog.FS_USAGE_BYTES),
     ("fs_capacity_bytes", catalog.FS_CAPACITY_BYTES),
 )
-_read_node_gauges = attrgetter(*(attr for attr, _ in _NODE_GAUGES))
+_read_node_gauges = itemgetter(*(attr for attr, _ in _NODE_GAUGES))
 _NODE_GAUGE_NAMES = tuple(metric.name for _, metric in _NODE_GAUGES)
 
 _NETWORK_NAMES = frozenset(_NETWORK_RATES)
@@ -156,7 +161,7 @@ _POD_RESOURCE_FIELDS = (
     ("memory_request_bytes", catalog.MEMORY_REQUEST_BYTES),
     ("memory_limit_bytes", catalog.MEMORY_LIMIT_BYTES),
 )
-_read_pod_resources = attrgetter(*(attr for attr, _ in _POD_RESOURCE_FIELDS))
+_read_pod_resources = itemgetter(*(attr for attr, _ in _POD_RESOURCE_FIELDS))
 _POD_RESOURCES = tuple(metric.name for _, metric in _POD_RESOURCE_FIELDS)
 """A PodSample's own request/limit totals (kubelet), which take precedence over its containers' sum."""
 _NODE_SUMMED = tuple(
@@ -170,6 +175,26 @@ _NODE_SUMMED = tuple(
     )
 )
 """Container fields a node sums; its usage is its own (the whole machine's), never its containers' sum."""
+
+# Container and pod points are built without checking each one against the catalog (the hot path): the
+# names they can carry are checked once, here.
+_CONTAINER_SPEC.require(
+    (
+        *_CONTAINER_GAUGE_NAMES,
+        _CPU_USAGE_SECONDS_TOTAL,
+        _CPU_USAGE,
+        _CPU_USER,
+        _CPU_SYSTEM,
+        _CPU_THROTTLED_RATIO,
+        *_CONTAINER_PER_SECOND_RATES,
+    )
+)
+_POD_SPEC.require((*_POD_SUMMED, *_NETWORK_RATES, *_POD_RESOURCES, _CONTAINER_COUNT))
+_POD_SUMS = FieldSums(_POD_SUMMED)
+_NAMESPACE_SUMS = FieldSums(tuple(name for name in _NAMESPACE_SPEC.names if name != _POD_COUNT))
+_NODE_SUMS = FieldSums(_NODE_SUMMED)
+_CONTAINER_MEASUREMENT = _CONTAINER_SPEC.measurement
+_POD_MEASUREMENT = _POD_SPEC.measurement
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,16 +227,24 @@ class PipelineStats:
         return self.container_series + self.pod_series + self.node_series
 
 
+def _add_per_second(
+    fields: dict[str, float], names: tuple[str, ...], increases: Counters, elapsed_ns: int
+) -> None:
+    """Set ``names[i]`` to increase ``i`` per second (over ``elapsed_ns``); none where that is None."""
+    for name, increase in zip(names, increases, strict=False):
+        if increase is not None:
+            fields[name] = increase * _PER_SECOND / elapsed_ns
+
+
 class _PodTotals:
-    """A pod's container sums while a batch is processed."""
+    """A pod's container fields while a batch is processed, and its first container's workload."""
 
-    __slots__ = ("container_count", "sums", "workload", "workload_kind")
+    __slots__ = ("containers", "workload", "workload_kind")
 
-    def __init__(self, first: ContainerSample) -> None:
-        self.sums: dict[str, float] = {}
-        self.container_count = 0
-        self.workload = first.workload
-        self.workload_kind = first.workload_kind
+    def __init__(self, workload: str | None, workload_kind: str | None) -> None:
+        self.containers: list[dict[str, float]] = []
+        self.workload = workload
+        self.workload_kind = workload_kind
 
 
 class Pipeline:
@@ -287,31 +320,26 @@ class Pipeline:
         points: list[Point] = []
         pods: dict[tuple[str, str], _PodTotals] = {}
         for sample in batch.containers:
-            fields = self._container_fields(node, sample, now_ns, cpu_ceiling)
-            tags = {
-                _CLUSTER: cluster,
-                _NODE: node,
-                _NAMESPACE: sample.namespace,
-                _POD: sample.pod,
-                _CONTAINER: sample.container,
-            }
-            if sample.workload is not None:
-                tags[_WORKLOAD] = sample.workload
-            if sample.workload_kind is not None:
-                tags[_WORKLOAD_KIND] = sample.workload_kind
-            points.append(_CONTAINER_SPEC.point(tags, fields, bucket_ns))
-            pod_key = (sample.namespace, sample.pod)
-            totals = pods.get(pod_key)
+            values = sample.__dict__
+            namespace, pod, container, workload, workload_kind = _read_container_tags(values)
+            fields = self._container_fields(node, values, now_ns, cpu_ceiling)
+            tags = {_CLUSTER: cluster, _NODE: node, _NAMESPACE: namespace, _POD: pod, _CONTAINER: container}
+            if workload is not None:
+                tags[_WORKLOAD] = workload
+            if workload_kind is not None:
+                tags[_WORKLOAD_KIND] = workload_kind
+            points.append(Point(_CONTAINER_MEASUREMENT, tags, fields, bucket_ns))
+            totals = pods.get((namespace, pod))
             if totals is None:
-                totals = pods[pod_key] = _PodTotals(sample)
-            add_fields(totals.sums, fields, _POD_SUMMED)
-            totals.container_count += 1
+                totals = pods[namespace, pod] = _PodTotals(workload, workload_kind)
+            totals.containers.append(fields)
 
         pod_networks = self._pod_networks(batch, now_ns)
         node_fields = self._node_fields(node, node_sample, now_ns, capacity)
-        namespaces: dict[str, dict[str, float]] = {}
+        in_namespaces: dict[str, list[dict[str, float]]] = {}
+        all_pods: list[dict[str, float]] = []
         for (namespace, pod), totals in pods.items():
-            fields = totals.sums
+            fields = _POD_SUMS.total(totals.containers)
             tags = {_CLUSTER: cluster, _NODE: node, _NAMESPACE: namespace, _POD: pod}
             workload, workload_kind = totals.workload, totals.workload_kind
             network = pod_networks.get((namespace, pod))
@@ -321,25 +349,30 @@ class Pipeline:
                 workload = pod_sample.workload or workload
                 workload_kind = pod_sample.workload_kind or workload_kind
                 # Kubernetes' own pod totals (init containers, sidecars, overhead) replace the plain sum.
-                for name, value in zip(_POD_RESOURCES, _read_pod_resources(pod_sample), strict=True):
+                for name, value in zip(_POD_RESOURCES, _read_pod_resources(pod_sample.__dict__), strict=True):
                     if value is not None:
                         fields[name] = float(value)
-            add_fields(node_fields, fields, _NODE_SUMMED)
             if workload is not None:
                 tags[_WORKLOAD] = workload
             if workload_kind is not None:
                 tags[_WORKLOAD_KIND] = workload_kind
-            fields[_CONTAINER_COUNT] = float(totals.container_count)
-            points.append(_POD_SPEC.point(tags, fields, bucket_ns))
-            namespace_sums = namespaces.get(namespace)
-            if namespace_sums is None:
-                namespace_sums = namespaces[namespace] = {_POD_COUNT: 0.0}
-            add_fields(namespace_sums, fields, _NAMESPACE_SPEC.names)
-            namespace_sums[_POD_COUNT] += 1.0
+            fields[_CONTAINER_COUNT] = float(len(totals.containers))
+            points.append(Point(_POD_MEASUREMENT, tags, fields, bucket_ns))
+            all_pods.append(fields)
+            in_namespace = in_namespaces.get(namespace)
+            if in_namespace is None:
+                in_namespaces[namespace] = [fields]
+            else:
+                in_namespace.append(fields)
 
+        node_fields.update(_NODE_SUMS.total(all_pods))
         node_fields[_CONTAINER_COUNT] = float(len(batch.containers))
         node_fields[_POD_COUNT] = float(len(pods))
         points.append(_NODE_SPEC.point({_CLUSTER: cluster, _NODE: node}, node_fields, bucket_ns))
+        namespaces: dict[str, dict[str, float]] = {}
+        for namespace, pod_fields in in_namespaces.items():
+            sums = namespaces[namespace] = _NAMESPACE_SUMS.total(pod_fields)
+            sums[_POD_COUNT] = float(len(pod_fields))
         # The window keeps its own copy: the node point's dict belongs to whoever writes the point.
         contribution = NodeContribution(namespaces, dict(node_fields))
         points += self._rollups.contribute(bucket_ns, node, contribution, now_ns=now_ns)
@@ -368,72 +401,75 @@ class Pipeline:
         return False
 
     def _container_fields(
-        self, node: str, sample: ContainerSample, now_ns: int, cpu_ceiling: float | None
+        self, node: str, values: dict[str, Any], now_ns: int, cpu_ceiling: float | None
     ) -> dict[str, float]:
-        network = sample.network
-        counters: Counters = _read_container_counters(sample)
+        """The container point's fields, from a ``ContainerSample``'s ``__dict__``."""
+        container_id, timestamp_ns, started_at_ns, network = _read_container_series(values)
+        counters: Counters = _read_container_counters(values)
         if network is not None:
-            counters += _read_network(network)
+            counters += _read_network(network.__dict__)
         delta = self._containers.update(
-            (node, sample.container_id), sample.timestamp_ns, sample.started_at_ns, counters, seen_ns=now_ns
+            (node, container_id), timestamp_ns, started_at_ns, counters, seen_ns=now_ns
         )
         fields: dict[str, float] = {}
-        if delta is not None:
-            self._container_rates(delta, cpu_ceiling, fields)
-        cpu_total = sample.cpu_usage_nanoseconds_total
-        if cpu_total is not None:
-            fields[_CPU_USAGE_SECONDS_TOTAL] = cpu_total / _NS_PER_S
-        for name, value in zip(_CONTAINER_GAUGE_NAMES, _read_container_gauges(sample), strict=True):
+        for name, value in zip(_CONTAINER_GAUGE_NAMES, _read_container_gauges(values), strict=True):
             if value is not None:
                 fields[name] = float(value)
+        cpu_total = counters[0]
+        if cpu_total is not None:
+            fields[_CPU_USAGE_SECONDS_TOTAL] = cpu_total / _NS_PER_S
+        if delta is not None:
+            self._container_rates(delta, cpu_ceiling, fields)
         return fields
 
     def _container_rates(self, delta: Delta, cpu_ceiling: float | None, fields: dict[str, float]) -> None:
         elapsed_ns, increases = delta
-        cpu_peak = 0.0
-        for index, name in _CONTAINER_CPU_RATES:
-            increase = increases[index]
-            if increase is not None:
-                rate = fields[name] = increase * _MILLICORES / elapsed_ns
-                cpu_peak = max(cpu_peak, rate)
-        if cpu_ceiling is not None and cpu_peak > cpu_ceiling:
+        # Written out rather than looped: this runs for every container of every batch.
+        usage, user, system, periods, throttled = increases[:_FIRST_PER_SECOND]
+        usage_rate = None if usage is None else usage * _MILLICORES / elapsed_ns
+        user_rate = None if user is None else user * _MILLICORES / elapsed_ns
+        system_rate = None if system is None else system * _MILLICORES / elapsed_ns
+        if (
+            cpu_ceiling is not None
+            and max(usage_rate or 0.0, user_rate or 0.0, system_rate or 0.0) > cpu_ceiling
+        ):
             # More CPU than the node has cannot be true; one bad reading must not spike every rollup.
-            for _, name in _CONTAINER_CPU_RATES:
-                fields.pop(name, None)
             self._counts.absurd += 1
-        periods = increases[_CPU_PERIODS]
-        throttled = increases[_CPU_THROTTLED_PERIODS]
+        else:
+            if usage_rate is not None:
+                fields[_CPU_USAGE] = usage_rate
+            if user_rate is not None:
+                fields[_CPU_USER] = user_rate
+            if system_rate is not None:
+                fields[_CPU_SYSTEM] = system_rate
         # A ratio needs periods to have elapsed; more throttled periods than periods means the two
         # counters were read at different moments, and the ratio would claim more than 100%.
         if periods and throttled is not None and throttled <= periods:
             fields[_CPU_THROTTLED_RATIO] = throttled / periods
         # zip stops at the shorter: a container without its own network has no network counters at all.
-        for name, increase in zip(_CONTAINER_PER_SECOND_RATES, increases[_FIRST_PER_SECOND:], strict=False):
-            if increase is not None:
-                fields[name] = increase * _PER_SECOND / elapsed_ns
+        _add_per_second(fields, _CONTAINER_PER_SECOND_RATES, increases[_FIRST_PER_SECOND:], elapsed_ns)
 
     def _pod_networks(
         self, batch: Batch, now_ns: int
     ) -> dict[tuple[str, str], tuple[PodSample, dict[str, float]]]:
         """Each pod's network rates (per second), from its own network namespace's counters."""
         networks: dict[tuple[str, str], tuple[PodSample, dict[str, float]]] = {}
+        update = self._pods.update
+        node = batch.node
         for pod_sample in batch.pods:
             fields: dict[str, float] = {}
             network = pod_sample.network
             if network is not None:
                 # The pod id is part of the key: a new sandbox is a new series, so no marker is needed.
-                delta = self._pods.update(
-                    (batch.node, pod_sample.pod_id),
+                delta = update(
+                    (node, pod_sample.pod_id),
                     pod_sample.timestamp_ns,
                     None,
-                    _read_network(network),
+                    _read_network(network.__dict__),
                     seen_ns=now_ns,
                 )
                 if delta is not None:
-                    elapsed_ns, increases = delta
-                    for name, increase in zip(_NETWORK_RATES, increases, strict=True):
-                        if increase is not None:
-                            fields[name] = increase * _PER_SECOND / elapsed_ns
+                    _add_per_second(fields, _NETWORK_RATES, delta.counters, delta.elapsed_ns)
             key = (pod_sample.namespace, pod_sample.pod)
             # While a sandbox is being replaced both may be listed; the one with rates says more.
             if fields or key not in networks:
@@ -466,7 +502,7 @@ class Pipeline:
                 fields[_NETWORK_RX_BYTES] = rx_bytes * _PER_SECOND / elapsed_ns
             if tx_bytes is not None:
                 fields[_NETWORK_TX_BYTES] = tx_bytes * _PER_SECOND / elapsed_ns
-        for name, value in zip(_NODE_GAUGE_NAMES, _read_node_gauges(sample), strict=True):
+        for name, value in zip(_NODE_GAUGE_NAMES, _read_node_gauges(sample.__dict__), strict=True):
             if value is not None:
                 fields[name] = float(value)
         return fields

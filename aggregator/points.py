@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class Point:
+# A NamedTuple rather than a frozen dataclass: as immutable, but built several times faster (a frozen
+# dataclass sets each field through object.__setattr__), and the pipeline builds one or two per container
+# per scrape; the garbage collector also stops tracking a tuple that holds only untracked values.
+class Point(NamedTuple):
     """One InfluxDB point. Fields are floats (see the catalog); ``time_ns`` is the bucket start in ns."""
 
     measurement: str

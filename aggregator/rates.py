@@ -21,6 +21,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Hashable
 from dataclasses import dataclass, fields
+from operator import sub
 from typing import Generic, NamedTuple, TypeVar
 
 K = TypeVar("K", bound=Hashable)
@@ -131,24 +132,27 @@ class RateTracker(Generic[K]):
             self._rebase(baseline, timestamp_ns, marker, counters)
             self._counts.restart += 1
             return None
-        deltas: list[int | None] = []
-        append = deltas.append
-        # Not strict: counters missing from the end of either sample are simply absent (see Counters).
-        for new, old in zip(counters, baseline.counters, strict=False):
-            if new is None or old is None:
-                append(None)
-                continue
-            increase = new - old
-            if increase < 0:
-                # The source restarted its counter under the same identity (cgroup recreated, 32-bit
-                # wrap). How much happened before the reset is unknowable, and a partial rate would
-                # under-report without saying so: give none, and count from the new value.
-                self._rebase(baseline, timestamp_ns, marker, counters)
-                self._counts.reset += 1
-                return None
-            append(increase)
-        self._rebase(baseline, timestamp_ns, marker, counters)
-        return Delta(elapsed_ns, tuple(deltas))
+        previous = baseline.counters
+        try:
+            # map stops at the shorter, as absent trailing counters should (see Counters).
+            increases: Counters = tuple(map(sub, counters, previous))
+            reset = bool(increases) and min(increases) < 0  # type: ignore[type-var,operator]
+        except TypeError:
+            # A counter is None in one of the two samples: that one has no increase, the others do.
+            increases = tuple(
+                None if new is None or old is None else new - old
+                for new, old in zip(counters, previous, strict=False)
+            )
+            reset = any(increase is not None and increase < 0 for increase in increases)
+        baseline.timestamp_ns = timestamp_ns
+        baseline.counters = counters
+        if reset:
+            # The source restarted a counter under the same identity (cgroup recreated, 32-bit wrap). How
+            # much happened before the reset is unknowable, and a partial rate would under-report without
+            # saying so: give none, and count from the new value.
+            self._counts.reset += 1
+            return None
+        return Delta(elapsed_ns, increases)
 
     def sweep(self, now_ns: int, expiry_ns: int) -> int:
         """Forget series not seen (by the caller's clock, ns) for ``expiry_ns``; returns how many."""

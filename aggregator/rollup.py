@@ -1,10 +1,12 @@
 """Which fields each level may carry, summing fields up the levels, and the cross-node rollup window.
 
 Container, pod and node points come from one node's batch. Namespace and cluster points span nodes, so
-:class:`RollupWindow` keeps, per time bucket, what each node contributed and emits the bucket's namespace
-and cluster points once every node expected has reported, or once the bucket's grace period has passed.
-A node that reports after that re-emits the bucket: InfluxDB overwrites a point with the same series and
-timestamp, so the last emission wins. Rollups are sums, never means.
+:class:`RollupWindow` keeps, per time bucket, what each node contributed (and the running sums) and emits
+the bucket's namespace and cluster points once every node expected has reported, or once the bucket's
+grace period has passed. A node that reports after that re-emits the bucket at once; a node's second
+batch for an emitted bucket replaces its share and re-emits the bucket at the next tick. InfluxDB
+overwrites a point with the same series and timestamp, so the last emission wins. Rollups are sums, never
+means.
 
 Usage::
 
@@ -17,8 +19,9 @@ Not thread-safe: one owner calls it from one thread.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import add, itemgetter
 
 from aggregator import catalog
 from aggregator.catalog import Level, Tag
@@ -39,6 +42,12 @@ class LevelSpec:
     """The allowed field names in catalog order (for loops)."""
     allowed: frozenset[str]
     """The same names as a set (for membership)."""
+
+    def require(self, names: Iterable[str]) -> None:
+        """``ValueError`` unless the catalog allows each of ``names`` on this level (for checks done once)."""
+        stray = sorted(set(names) - self.allowed)
+        if stray:
+            raise ValueError(f"fields {stray} are not allowed on the {self.measurement} level by the catalog")
 
     def point(self, tags: dict[str, str], fields: dict[str, float], time_ns: int) -> Point:
         """A point of this level at ``time_ns`` (ns); ``ValueError`` for a field the level may not carry."""
@@ -67,6 +76,42 @@ def add_fields(into: dict[str, float], fields: Mapping[str, float], names: tuple
             into[name] = into.get(name, 0.0) + value
 
 
+class FieldSums:
+    """Sums the ``names`` fields of many field dicts (same units), as :func:`add_fields` would, but faster.
+
+    When every dict has every name (the steady state) the sums run in C: one ``itemgetter`` per dict and
+    ``map(add)`` over the values, in the same order as ``add_fields``, so the results are identical.
+    Otherwise it falls back to ``add_fields`` (absent stays absent).
+
+    Usage::
+
+        pod_sums = FieldSums(("cpu_usage_millicores", "memory_usage_bytes"))
+        pod_sums.total([container_1_fields, container_2_fields])   # {"cpu_usage_millicores": ..., ...}
+    """
+
+    __slots__ = ("_get", "names")
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        if len(names) < 2:
+            raise ValueError("FieldSums needs two or more names (itemgetter returns a bare value for one)")
+        self.names = names
+        self._get = itemgetter(*names)
+
+    def total(self, dicts: Sequence[Mapping[str, float]]) -> dict[str, float]:
+        """The sums of ``names`` over ``dicts``, each name present if any dict has it."""
+        get = self._get
+        try:
+            values: tuple[float, ...] = get(dicts[0]) if dicts else ()
+            for index in range(1, len(dicts)):
+                values = tuple(map(add, values, get(dicts[index])))
+        except KeyError:
+            into: dict[str, float] = {}
+            for fields in dicts:
+                add_fields(into, fields, self.names)
+            return into
+        return dict(zip(self.names, values, strict=False))
+
+
 @dataclass(frozen=True, slots=True)
 class NodeContribution:
     """What one node's batch adds to a bucket's namespace and cluster points."""
@@ -78,11 +123,18 @@ class NodeContribution:
 
 
 class _Bucket:
-    __slots__ = ("emitted", "nodes")
+    __slots__ = ("cluster", "emitted", "namespaces", "nodes", "reemit", "stale")
 
     def __init__(self) -> None:
         self.nodes: dict[str, NodeContribution] = {}
+        # Running sums of the nodes' shares in arrival order, so a late node costs its own share only.
+        self.namespaces: dict[str, dict[str, float]] = {}
+        self.cluster: dict[str, float] = {}
+        self.stale = False
+        """A node's share was replaced: the sums are recomputed from every share at the next emission."""
         self.emitted = False
+        self.reemit = False
+        """Emitted, then changed by a replaced share: the next tick emits it again."""
 
 
 class RollupWindow:
@@ -99,6 +151,8 @@ class RollupWindow:
         self._buckets: dict[int, _Bucket] = {}
         self._namespace = LEVEL_SPECS[Level.NAMESPACE]
         self._cluster_spec = LEVEL_SPECS[Level.CLUSTER]
+        self._namespace_sums = FieldSums(self._namespace.names)
+        self._cluster_sums = FieldSums(self._cluster_spec.names)
         self.too_late = 0
         """Contributions dropped because their bucket had already been released."""
         self.reemitted = 0
@@ -120,7 +174,17 @@ class RollupWindow:
         if bucket is None:
             bucket = self._buckets[bucket_ns] = _Bucket()
         # A second batch of the same node in one bucket replaces the first, as its points do in InfluxDB.
+        replaced = bucket.nodes.get(node)
         bucket.nodes[node] = contribution
+        if replaced is not None:
+            # Subtracting the old share would not give back the exact sums; recomputing every share costs
+            # O(nodes), so it waits for the next emission (the next tick, when the bucket was out already).
+            bucket.stale = True
+            if bucket.emitted:
+                bucket.reemit = True
+                return []
+        elif not bucket.stale:
+            self._add(bucket, contribution)
         if bucket.emitted:
             self.reemitted += 1
             return self._emit(bucket_ns, bucket)
@@ -135,7 +199,10 @@ class RollupWindow:
         points: list[Point] = []
         for bucket_ns in sorted(self._buckets):
             bucket = self._buckets[bucket_ns]
-            if not bucket.emitted and self._deadline(bucket_ns) <= now_ns:
+            if bucket.reemit:
+                self.reemitted += 1
+                points += self._emit(bucket_ns, bucket)
+            elif not bucket.emitted and self._deadline(bucket_ns) <= now_ns:
                 points += self._emit(bucket_ns, bucket)
             if self._released(bucket_ns, now_ns):
                 del self._buckets[bucket_ns]
@@ -147,23 +214,30 @@ class RollupWindow:
     def _released(self, bucket_ns: int, now_ns: int) -> bool:
         return self._deadline(bucket_ns) + self._keep_ns <= now_ns
 
+    def _add(self, bucket: _Bucket, contribution: NodeContribution) -> None:
+        namespaces = bucket.namespaces
+        for namespace, sums in contribution.namespaces.items():
+            into = namespaces.get(namespace)
+            namespaces[namespace] = self._namespace_sums.total((sums,) if into is None else (into, sums))
+        cluster = bucket.cluster
+        bucket.cluster = self._cluster_sums.total(
+            (cluster, contribution.node) if cluster else (contribution.node,)
+        )
+
     def _emit(self, bucket_ns: int, bucket: _Bucket) -> list[Point]:
+        if bucket.stale:
+            bucket.namespaces, bucket.cluster, bucket.stale = {}, {}, False
+            for contribution in bucket.nodes.values():
+                self._add(bucket, contribution)
         bucket.emitted = True
-        namespace_names = self._namespace.names
-        cluster_names = self._cluster_spec.names
-        namespaces: dict[str, dict[str, float]] = {}
-        cluster_fields: dict[str, float] = {}
-        for contribution in bucket.nodes.values():
-            for namespace, sums in contribution.namespaces.items():
-                into = namespaces.get(namespace)
-                if into is None:
-                    into = namespaces[namespace] = {}
-                add_fields(into, sums, namespace_names)
-            add_fields(cluster_fields, contribution.node, cluster_names)
-        cluster_fields[_NODE_COUNT] = float(len(bucket.nodes))
+        bucket.reemit = False
+        cluster = self._cluster
+        # Copies: the points belong to whoever writes them, and the sums keep growing with late nodes.
         points = [
-            self._namespace.point({_TAG_CLUSTER: self._cluster, _TAG_NAMESPACE: namespace}, fields, bucket_ns)
-            for namespace, fields in sorted(namespaces.items())
+            self._namespace.point({_TAG_CLUSTER: cluster, _TAG_NAMESPACE: namespace}, dict(sums), bucket_ns)
+            for namespace, sums in sorted(bucket.namespaces.items())
         ]
-        points.append(self._cluster_spec.point({_TAG_CLUSTER: self._cluster}, cluster_fields, bucket_ns))
+        cluster_fields = dict(bucket.cluster)
+        cluster_fields[_NODE_COUNT] = float(len(bucket.nodes))
+        points.append(self._cluster_spec.point({_TAG_CLUSTER: cluster}, cluster_fields, bucket_ns))
         return points

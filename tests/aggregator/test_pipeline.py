@@ -535,6 +535,53 @@ def test_every_level_carries_exactly_the_catalogs_fields_and_tags() -> None:
     assert emitted == {level.value: {m.name for m in fields_for(level)} for level in Level}
 
 
+def _complete_batch(node: str, step: int) -> Batch:
+    """A scrape in which every container and pod has every field (the steady state of a kubelet node)."""
+    t = T0 + step * RES
+    containers = [
+        _full_container(t, step * (index + 1), name=f"c{index}", pod=pod, namespace=namespace, network=None)
+        for index, (namespace, pod) in enumerate(
+            [
+                ("shop", "web"),
+                ("shop", "web"),
+                ("shop", "web"),
+                ("shop", "db"),
+                ("ops", "agent"),
+                ("ops", "agent"),
+            ]
+        )
+    ]
+    pods = [
+        _pod(t, step, pod=pod, namespace=namespace) for namespace, pod in (("shop", "web"), ("shop", "db"))
+    ]
+    pods.append(_pod(t, step, pod="agent", namespace="ops", scale=7))
+    return _batch(t, containers, node=node, pods=pods, node_sample=_node(t, step))
+
+
+def test_levels_sum_exactly_when_every_sample_has_every_field() -> None:
+    pipeline = _pipeline()
+    points: list[Point] = []
+    for step in (1, 2, 3):
+        for node in ("n1", "n2"):
+            points += pipeline.ingest(_complete_batch(node, step), now_ns=T0 + step * RES + S)
+        points += pipeline.tick(T0 + step * RES + RES + GRACE)
+    at = [point for point in points if point.time_ns == T0 + 3 * RES]
+    namespace_fields = {m.name for m in fields_for(Level.NAMESPACE)} - {PODS}
+    for node in ("n1", "n2"):
+        for pod in ("web", "db", "agent"):
+            pod_point = _one(at, Level.POD, node=node, pod=pod)
+            assert CPU in pod_point.fields
+            _assert_sums(pod_point, _of(at, Level.CONTAINER, node=node, pod=pod), SUMMED_INTO_POD)
+            assert pod_point.fields[CONTAINERS] == len(_of(at, Level.CONTAINER, node=node, pod=pod))
+        _assert_sums(_one(at, Level.NODE, node=node), _of(at, Level.CONTAINER, node=node), SUMMED_INTO_NODE)
+    for namespace, pods in (("shop", 4.0), ("ops", 2.0)):
+        namespace_point = _one(at, Level.NAMESPACE, namespace=namespace)
+        _assert_sums(namespace_point, _of(at, Level.POD, namespace=namespace), namespace_fields)
+        assert namespace_point.fields[PODS] == pods
+    cluster = _one(at, Level.CLUSTER)
+    _assert_sums(cluster, _of(at, Level.NODE), {m.name for m in fields_for(Level.CLUSTER)} - {NODES})
+
+
 # --- rollup timing through the pipeline ------------------------------------------------------------------
 
 

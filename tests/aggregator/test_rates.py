@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from aggregator.rates import Delta, RateTracker, Suppression, SuppressionCounts
 
 S = 1_000_000_000
@@ -127,3 +130,48 @@ def test_counts_are_keyed_by_every_suppression_reason() -> None:
     assert counts.as_dict() == {
         reason.value: 3 if reason is Suppression.ABSURD else 0 for reason in Suppression
     }
+
+
+def test_any_counter_going_backwards_gives_nothing_whether_or_not_one_is_absent() -> None:
+    tracker = _tracker()
+    tracker.update(KEY, 10 * S, None, (100, 5, 7), seen_ns=0)
+    assert tracker.update(KEY, 20 * S, None, (200, 6, 6), seen_ns=0) is None
+    assert tracker.update(KEY, 30 * S, None, (300, None, 9), seen_ns=0) == Delta(10 * S, (100, None, 3))
+    assert tracker.update(KEY, 40 * S, None, (400, 1, 8), seen_ns=0) is None
+    assert tracker.counts.reset == 2
+    assert tracker.update(KEY, 50 * S, None, (500, 2, 9), seen_ns=0) == Delta(10 * S, (100, 1, 1))
+
+
+_counter = st.one_of(st.none(), st.integers(0, 3), st.integers(0, 2**63 - 1))
+_samples = st.lists(
+    st.tuples(
+        st.integers(0, 6),
+        st.sampled_from(["start-1", "start-2"]),
+        st.lists(_counter, min_size=1, max_size=4).map(tuple),
+    ),
+    max_size=12,
+)
+
+
+@given(_samples)
+def test_deltas_follow_the_rules_sample_by_sample(
+    samples: list[tuple[int, str, tuple[int | None, ...]]],
+) -> None:
+    """Against a plain model of the rules in the module docstring, one sample at a time."""
+    tracker = _tracker()
+    held: tuple[int, str, tuple[int | None, ...]] | None = None
+    for seconds, marker, counters in samples:
+        got = tracker.update(KEY, seconds * S, marker, counters, seen_ns=0)
+        if held is None:
+            expected, held = None, (seconds, marker, counters)
+        elif seconds <= held[0]:
+            expected = None
+        elif marker != held[1]:
+            expected, held = None, (seconds, marker, counters)
+        else:
+            pairs = list(zip(counters, held[2], strict=False))
+            increases = tuple(None if new is None or old is None else new - old for new, old in pairs)
+            went_back = any(increase is not None and increase < 0 for increase in increases)
+            expected = None if went_back else Delta((seconds - held[0]) * S, increases)
+            held = (seconds, marker, counters)
+        assert got == expected

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from aggregator import catalog
 from aggregator.catalog import Level
 from aggregator.points import Point
-from aggregator.rollup import LEVEL_SPECS, NodeContribution, RollupWindow, add_fields
+from aggregator.rollup import LEVEL_SPECS, FieldSums, NodeContribution, RollupWindow, add_fields
 
 S = 1_000_000_000
 RES = 10 * S
@@ -181,3 +183,71 @@ def test_a_tick_emits_every_overdue_bucket_in_time_order() -> None:
 def test_bad_window_parameters_are_refused() -> None:
     with pytest.raises(ValueError, match="resolution_ns"):
         RollupWindow(cluster="c", resolution_ns=0, grace_ns=0)
+
+
+def test_a_replaced_share_of_an_emitted_bucket_is_re_emitted_by_the_next_tick() -> None:
+    window = _window()
+    window.contribute(0, "n1", _contribution(100.0), now_ns=0)
+    window.contribute(0, "n2", _contribution(20.0), now_ns=0)
+    first = _by_measurement(window.tick(RES + GRACE))
+    assert first[("cluster", "")].fields[CPU] == 120.0
+    # Recomputing every node's share per replacement would cost O(nodes) per batch: it waits for a tick.
+    assert window.contribute(0, "n1", _contribution(60.0), now_ns=RES + GRACE) == []
+    assert window.contribute(0, "n2", _contribution(30.0), now_ns=RES + GRACE) == []
+    again = _by_measurement(window.tick(RES + GRACE + 1))
+    assert again[("cluster", "")].fields[CPU] == 90.0
+    assert again[("cluster", "")].fields[NODES] == 2.0
+    assert again[("namespace", "shop")].fields[CPU] == 90.0
+    assert again[("namespace", "shop")].fields[PODS] == 2.0
+    assert window.reemitted == 1
+    assert window.tick(RES + GRACE + 2) == []
+
+
+def test_a_late_node_after_a_replacement_sums_every_current_share() -> None:
+    window = _window()
+    window.contribute(0, "n1", _contribution(100.0), now_ns=0)
+    window.contribute(0, "n1", _contribution(40.0, namespaces={"ops": 40.0}), now_ns=0)
+    window.tick(RES + GRACE)
+    points = _by_measurement(window.contribute(0, "n2", _contribution(5.0), now_ns=RES + GRACE))
+    assert points[("cluster", "")].fields[CPU] == 45.0
+    assert points[("namespace", "ops")].fields[CPU] == 40.0
+    # n1's replaced share had "shop"; only n2's is left there.
+    assert points[("namespace", "shop")].fields[CPU] == 5.0
+    assert points[("namespace", "shop")].fields[PODS] == 1.0
+
+
+def test_emitted_points_keep_their_values_when_late_nodes_add_to_the_bucket() -> None:
+    window = _window()
+    window.contribute(0, "n1", _contribution(100.0), now_ns=0)
+    first = _by_measurement(window.tick(RES + GRACE))
+    window.contribute(0, "n2", _contribution(20.0), now_ns=RES + GRACE + S)
+    window.contribute(0, "n3", _contribution(30.0), now_ns=RES + GRACE + S)
+    assert first[("cluster", "")].fields[CPU] == 100.0
+    assert first[("cluster", "")].fields[NODES] == 1.0
+    assert first[("namespace", "shop")].fields == {CPU: 100.0, MEM: 100.0, PODS: 1.0, CONTAINERS: 2.0}
+
+
+def test_a_level_spec_refuses_names_the_catalog_does_not_allow_on_it() -> None:
+    LEVEL_SPECS[Level.POD].require([CPU, MEM])
+    with pytest.raises(ValueError, match="cpu_capacity_millicores"):
+        LEVEL_SPECS[Level.POD].require([CPU, CAPACITY])
+
+
+_NAMES = (CPU, MEM, FS, PODS)
+_field_dicts = st.lists(
+    st.dictionaries(
+        st.sampled_from((*_NAMES, CAPACITY)),
+        st.floats(min_value=0, max_value=1e15, allow_nan=False),
+    ),
+    max_size=5,
+)
+
+
+@given(
+    st.one_of(_field_dicts, st.lists(st.fixed_dictionaries({name: st.floats(0, 1e15) for name in _NAMES})))
+)
+def test_field_sums_equal_add_fields_exactly_whatever_is_present(dicts: list[dict[str, float]]) -> None:
+    expected: dict[str, float] = {}
+    for fields in dicts:
+        add_fields(expected, fields, _NAMES)
+    assert FieldSums(_NAMES).total(dicts) == expected

@@ -159,13 +159,22 @@ def _metrics_api_agrees(e2e: DockerHostScenario, role: str) -> str | None:
     memory = _influx_at(e2e, "container", tags, "memory_working_set_bytes")
     if time not in cpu or time not in memory:
         return f"InfluxDB has no {role} point at {pod['timestamp']} yet"
-    # Nanocores are millicores x 1e6, rounded to an integer: at most half a nanocore apart.
     cpu_cores = quantity(container["usage"]["cpu"])
-    if abs(cpu_cores * 1000 - Decimal(cpu[time])) > Decimal("1e-6"):
+    if abs(cpu_cores * 1000 - Decimal(cpu[time])) > cpu_tolerance_millicores(cpu[time]):
         return f"{role} CPU: metrics API {container['usage']['cpu']}, InfluxDB {cpu[time]} millicores"
     if abs(quantity(container["usage"]["memory"]) - Decimal(memory[time])) > 1:
         return f"{role} memory: metrics API {container['usage']['memory']}, InfluxDB {memory[time]} bytes"
     return None
+
+
+FLOAT32_RELATIVE_ERROR = Decimal(2) ** -24
+"""The query window keeps rates as float32 (docs/query-api.md, "What a series costs")."""
+
+
+def cpu_tolerance_millicores(influx_millicores: float) -> Decimal:
+    """How far the metrics API's CPU may be from InfluxDB's float64 value: the window's float32 rounding,
+    plus half a nanocore (quantities are whole nanocores, 1e-6 millicores)."""
+    return abs(Decimal(influx_millicores)) * FLOAT32_RELATIVE_ERROR + Decimal("1e-6")
 
 
 @pytest.mark.parametrize("role", ["burner_full", "memory_holder", "blog_web"])
@@ -195,7 +204,8 @@ def test_metrics_api_node_agrees_with_influxql_and_kubectl_top_values_are_sane(
             problems.append(f"InfluxDB has no node point at {node['timestamp']} yet")
             return False
         difference = abs(quantity(node["usage"]["cpu"]) * 1000 - Decimal(cpu[time]))
-        problems.append(None if difference <= Decimal("1e-6") else f"node CPU {node['usage']} vs {cpu[time]}")
+        agrees = difference <= cpu_tolerance_millicores(cpu[time])
+        problems.append(None if agrees else f"node CPU {node['usage']} vs {cpu[time]}")
         return problems[-1] is None
 
     wait_until(agree, DEADLINE_SECONDS, lambda: f"{problems[-1]}\n{e2e.logs()}", every_seconds=1.0)

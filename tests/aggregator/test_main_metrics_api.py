@@ -27,8 +27,8 @@ from cryptography import x509
 
 from tests.aggregator.api.batches import gzip_body, make_batch
 from tests.aggregator.api.kube_standin import CONFIGMAP_PATH, KubeApiStandIn, authentication_configmap_data
-from tests.aggregator.api.pki import Issued, TestCa
 from tests.helpers import free_tcp_port, stop_process, wait_until
+from tests.pki import Issued, TestCa
 
 REPO = Path(__file__).resolve().parents[2]
 GV = "/apis/metrics.k8s.io/v1beta1"

@@ -32,7 +32,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from tests.aggregator.api.pki import TestCa
+from tests.pki import TestCa
 
 CONFIGMAP_PATH = "/api/v1/namespaces/kube-system/configmaps/extension-apiserver-authentication"
 REVIEW_PATH = "/apis/authorization.k8s.io/v1/subjectaccessreviews"

@@ -22,7 +22,7 @@ from aggregator.api.front_proxy import (
 )
 from aggregator.errors import FrontProxyConfigError
 from tests.aggregator.api.kube_standin import authentication_configmap_data
-from tests.aggregator.api.pki import TestCa
+from tests.pki import TestCa
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from aggregator.api.kube_client import KubernetesApi, api_server_url
 from aggregator.errors import KubernetesApiError
 from aggregator.settings import AggregatorSettings
 from tests.aggregator.api.kube_standin import CONFIGMAP_PATH, KubeApiStandIn
-from tests.aggregator.api.pki import TestCa
+from tests.pki import TestCa
 
 DATA = {"requestheader-client-ca-file": "PEM", "requestheader-allowed-names": '["front-proxy-client"]'}
 

@@ -31,10 +31,10 @@ from aggregator.api.metrics_api_setup import MetricsApiListener, metrics_api_con
 from aggregator.api.serving_cert import default_hosts, write_self_signed
 from aggregator.api.state import AggregatorState
 from tests.aggregator.api.kube_standin import KubeApiStandIn
-from tests.aggregator.api.pki import Issued, TestCa
 from tests.aggregator.query.apps import RunningAggregator, running_aggregator
 from tests.aggregator.query.simulation import SimContainer, Simulation
 from tests.helpers import wait_until
+from tests.pki import Issued, TestCa
 
 GV = "/apis/metrics.k8s.io/v1beta1"
 QUERY_TOKEN = "main-port-query-token"

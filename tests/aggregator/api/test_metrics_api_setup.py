@@ -12,7 +12,7 @@ from aggregator.api.metrics_api_setup import prepare_metrics_api
 from aggregator.errors import FrontProxyConfigError, KubernetesApiError
 from aggregator.settings import AggregatorSettings
 from tests.aggregator.api.kube_standin import CONFIGMAP_PATH, KubeApiStandIn, authentication_configmap_data
-from tests.aggregator.api.pki import TestCa
+from tests.pki import TestCa
 
 
 def _workdir(tmp_path: Path) -> Path:

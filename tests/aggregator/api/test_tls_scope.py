@@ -27,8 +27,8 @@ from starlette.types import Receive, Scope, Send
 
 from aggregator.api.serving_cert import CertKeyFiles, write_self_signed
 from aggregator.api.tls_scope import TlsScopeProtocol
-from tests.aggregator.api.pki import Issued, TestCa
 from tests.helpers import wait_until
+from tests.pki import Issued, TestCa
 
 
 async def echo_tls(scope: Scope, receive: Receive, send: Send) -> None:

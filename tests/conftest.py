@@ -128,13 +128,18 @@ def influx_url() -> str:
     return url
 
 
-@pytest.fixture(scope="module")
-def influx_database(influx_url: str, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A fresh, empty database for the test module, dropped after it."""
+def fresh_database(influx_url: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh, empty database named after the requesting test module, dropped when the fixture ends."""
     databases = InfluxDatabases(influx_url)
     prefix = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")[:20]
     yield databases.create(prefix)
     databases.drop_all()
+
+
+@pytest.fixture(scope="module")
+def influx_database(influx_url: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh, empty database for the test module, dropped after it."""
+    yield from fresh_database(influx_url, request)
 
 
 def _find_busybox() -> Path:

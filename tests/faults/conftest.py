@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import integration_disabled
+from tests.conftest import fresh_database, integration_disabled
 from tests.helpers import InfluxV1, free_tcp_port, stop_process, tail, wait_until
 
 START_DEADLINE_SECONDS = 60.0
@@ -104,6 +104,12 @@ bind-address = "127.0.0.1:{self.rpc_port}"
         """SIGTERM, then SIGKILL after the deadline."""
         if self.process is not None:
             stop_process(self.process, STOP_DEADLINE_SECONDS)
+
+
+@pytest.fixture
+def database(influx_url: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh database for one fault test (each restarts engines or aggregators: nothing is shared)."""
+    yield from fresh_database(influx_url, request)
 
 
 @pytest.fixture

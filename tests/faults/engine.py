@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -194,6 +195,20 @@ def labelled_gauge(metrics_text: str, name: str, labels: str) -> float | None:
     """The value of ``name{labels}`` in Prometheus text (``labels`` exactly as rendered), or ``None``."""
     found = re.search(rf"^{re.escape(name)}\{{{re.escape(labels)}\}} (\S+)$", metrics_text, re.MULTILINE)
     return float(found.group(1)) if found else None
+
+
+@contextlib.contextmanager
+def private_engine(*, live_restore: bool = False) -> Iterator[PrivateDockerd]:
+    """A private engine in its own root (not started); stopped, emptied and removed afterwards."""
+    root = private_root()
+    dockerd = PrivateDockerd(root, live_restore=live_restore)
+    try:
+        yield dockerd
+    finally:
+        if dockerd.process is not None and dockerd.process.poll() is None:
+            dockerd.remove_everything()
+        dockerd.stop()
+        remove_root(root)
 
 
 def private_root() -> Path:

@@ -10,7 +10,7 @@ sample as its baseline, the next rate would read 678 or 300 millicores.)
 from __future__ import annotations
 
 import gzip
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,7 +19,7 @@ import requests
 from collector.wire import Batch, ContainerSample
 from tests.faults.conftest import AggregatorProcess
 from tests.faults.engine import labelled_gauge
-from tests.helpers import InfluxDatabases, InfluxV1, wait_until
+from tests.helpers import InfluxV1, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -27,13 +27,6 @@ NS = 1_000_000_000
 RESOLUTION = 10
 RATE_MILLICORES = 500.0
 STARTED_NS = 1_600_000_000 * NS
-
-
-@pytest.fixture
-def database(influx_url: str) -> Iterator[str]:
-    databases = InfluxDatabases(influx_url)
-    yield databases.create("clock")
-    databases.drop_all()
 
 
 def _sample(timestamp_ns: int, cpu_seconds: float) -> ContainerSample:

@@ -25,10 +25,9 @@ from tests.faults.engine import (
     PrivateDockerd,
     collector_env,
     labelled_gauge,
-    private_root,
-    remove_root,
+    private_engine,
 )
-from tests.helpers import InfluxDatabases, InfluxV1, quote_string, wait_until
+from tests.helpers import InfluxV1, quote_string, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -52,23 +51,9 @@ SERIES = "kpulse_aggregator_series_tracked"
 
 @pytest.fixture
 def engine() -> Iterator[PrivateDockerd]:
-    root = private_root()
-    dockerd = PrivateDockerd(root)
-    try:
+    with private_engine() as dockerd:
         dockerd.start()
         yield dockerd
-    finally:
-        if dockerd.process is not None and dockerd.process.poll() is None:
-            dockerd.remove_everything()
-        dockerd.stop()
-        remove_root(root)
-
-
-@pytest.fixture
-def database(influx_url: str) -> Iterator[str]:
-    databases = InfluxDatabases(influx_url)
-    yield databases.create("churn")
-    databases.drop_all()
 
 
 def _container_series(aggregator: AggregatorProcess) -> float | None:

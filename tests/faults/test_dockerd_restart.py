@@ -20,10 +20,9 @@ from tests.faults.engine import (
     PrivateDockerd,
     collector_env,
     labelled_gauge,
-    private_root,
-    remove_root,
+    private_engine,
 )
-from tests.helpers import InfluxDatabases, InfluxV1, quote_string, wait_until
+from tests.helpers import InfluxV1, quote_string, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -36,22 +35,8 @@ BURN = ["sh", "-c", "while :; do :; done"]
 
 @pytest.fixture
 def engine() -> Iterator[PrivateDockerd]:
-    root = private_root()
-    dockerd = PrivateDockerd(root, live_restore=True)
-    try:
+    with private_engine(live_restore=True) as dockerd:
         yield dockerd
-    finally:
-        if dockerd.process is not None and dockerd.process.poll() is None:
-            dockerd.remove_everything()
-        dockerd.stop()
-        remove_root(root)
-
-
-@pytest.fixture
-def database(influx_url: str) -> Iterator[str]:
-    databases = InfluxDatabases(influx_url)
-    yield databases.create("dockerd")
-    databases.drop_all()
 
 
 def _rate_times(influx: InfluxV1, node: str) -> list[int]:

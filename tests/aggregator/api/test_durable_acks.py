@@ -17,8 +17,8 @@ from aggregator.settings import AggregatorSettings
 from aggregator.sinks.spool import Spool, SpooledWriter
 from tests.aggregator.api.batches import make_batch
 from tests.aggregator.servers import serve
+from tests.aggregator.sinks.scripted import ScriptedBackend
 from tests.aggregator.sinks.test_spool import GatedSync
-from tests.aggregator.sinks.test_writer import ScriptedBackend
 from tests.helpers import wait_until
 
 

@@ -8,14 +8,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from aggregator.points import Point
 from aggregator.sinks.buffered import BufferedWriter, WriterStats
-from tests.aggregator.sinks.test_writer import ScriptedBackend
+from tests.aggregator.sinks.scripted import FAST_RETRIES, ScriptedBackend, numbered_points, release
 from tests.helpers import wait_until
-
-
-def _points(count: int, start: int = 0) -> list[Point]:
-    return [Point("m", {"i": str(i)}, {"v": float(i)}, i) for i in range(start, start + count)]
 
 
 @pytest.fixture
@@ -28,22 +23,13 @@ def make_writer(backend: ScriptedBackend) -> Iterator[Callable[..., BufferedWrit
     writers: list[BufferedWriter] = []
 
     def make(**options: object) -> BufferedWriter:
-        defaults: dict[str, object] = {
-            "batch_points": 10,
-            "flush_interval_seconds": 60.0,
-            "max_points": 1000,
-            "retry_initial_seconds": 0.01,
-            "retry_max_seconds": 0.04,
-        }
-        writer = BufferedWriter(backend, **{**defaults, **options})  # type: ignore[arg-type]
+        settings = {**FAST_RETRIES, "max_points": 1000, **options}
+        writer = BufferedWriter(backend, **settings)  # type: ignore[arg-type]
         writers.append(writer)
         return writer
 
     yield make
-    backend.down = False
-    backend.gate.set()
-    for writer in writers:
-        writer.close(timeout_seconds=5)
+    release(backend, writers)
 
 
 def test_write_only_queues_and_flush_writes_in_batches_in_order(
@@ -51,7 +37,7 @@ def test_write_only_queues_and_flush_writes_in_batches_in_order(
 ) -> None:
     backend.gate.clear()  # the backend blocks: write() must return anyway
     writer = make_writer(batch_points=10)
-    points = _points(25)
+    points = numbered_points(25)
     writer.write(points[:3])
     writer.write(points[3:])
     assert writer.stats().points_accepted == 25
@@ -74,7 +60,7 @@ def test_overflow_drops_the_oldest_queued_points_and_logs_once_per_episode(
 ) -> None:
     backend.down = True
     writer = make_writer(batch_points=5, max_points=10)
-    points = _points(40)
+    points = numbered_points(40)
     writer.write(points[:5])
     wait_until(lambda: writer.stats().write_errors >= 1, 5, "the first batch was not attempted")
 
@@ -91,7 +77,7 @@ def test_overflow_drops_the_oldest_queued_points_and_logs_once_per_episode(
         writer.write(points[30:35])
         wait_until(lambda: backend.calls[-1] == points[30:35], 5, "the batch was not attempted")
         writer.write(points[35:40])
-        writer.write(_points(10, start=100))
+        writer.write(numbered_points(10, start=100))
         backend.down = False
         assert writer.flush(timeout_seconds=5)
 
@@ -103,16 +89,16 @@ def test_overflow_drops_the_oldest_queued_points_and_logs_once_per_episode(
     assert "15 points were dropped" in drained[0].getMessage()
 
 
-def test_one_write_larger_than_the_buffer_keeps_its_newest_points(
+def test_one_write_larger_than_the_buffer_keeps_its_newestpoints(
     backend: ScriptedBackend, make_writer: Callable[..., BufferedWriter]
 ) -> None:
     backend.gate.clear()
     writer = make_writer(batch_points=100, max_points=10)
-    writer.write(_points(25))
+    writer.write(numbered_points(25))
     backend.gate.set()
 
     assert writer.flush(timeout_seconds=5)
-    assert backend.stored == _points(10, start=15)
+    assert backend.stored == numbered_points(10, start=15)
     assert writer.stats().points_dropped == 15
 
 
@@ -123,9 +109,9 @@ def test_latency_is_observed_once_per_write_when_its_last_point_is_stored(
     now = [10_000_000_000]
     writer = make_writer(batch_points=4, clock_ns=lambda: now[0], latency_observer=observed.append)
     backend.gate.clear()
-    writer.write(_points(6), scraped_at_ns=7_000_000_000)  # spans two batches
-    writer.write(_points(1), scraped_at_ns=None)  # rollups from a tick carry no scrape time
-    writer.write(_points(1), scraped_at_ns=9_500_000_000)
+    writer.write(numbered_points(6), scraped_at_ns=7_000_000_000)  # spans two batches
+    writer.write(numbered_points(1), scraped_at_ns=None)  # rollups from a tick carry no scrape time
+    writer.write(numbered_points(1), scraped_at_ns=9_500_000_000)
     backend.gate.set()
 
     assert writer.flush(timeout_seconds=5)
@@ -137,12 +123,12 @@ def test_flush_times_out_while_influxdb_is_down_and_close_counts_what_is_left(
 ) -> None:
     backend.down = True
     writer = make_writer(batch_points=5)
-    writer.write(_points(12))
+    writer.write(numbered_points(12))
 
     assert not writer.flush(timeout_seconds=0.1)
     with caplog.at_level(logging.ERROR, logger="aggregator.sinks"):
         writer.close(timeout_seconds=0.2)
-        writer.write(_points(3))
+        writer.write(numbered_points(3))
 
     stats = writer.stats()
     assert (stats.points_written, stats.points_dropped, stats.buffer_depth) == (0, 15, 0)
@@ -158,10 +144,10 @@ def test_close_drains_what_is_queued(
     backend: ScriptedBackend, make_writer: Callable[..., BufferedWriter]
 ) -> None:
     writer = make_writer(flush_interval_seconds=3600)
-    writer.write(_points(7))
+    writer.write(numbered_points(7))
 
     writer.close()
 
-    assert backend.stored == _points(7)
+    assert backend.stored == numbered_points(7)
     assert writer.stats().points_dropped == 0
     assert backend.closed

@@ -21,7 +21,7 @@ from aggregator.points import Point
 from aggregator.settings import AggregatorSettings
 from aggregator.sinks.spool import Spool, SpooledWriter
 from tests.aggregator.servers import serve
-from tests.aggregator.sinks.test_writer import ScriptedBackend
+from tests.aggregator.sinks.scripted import FAST_RETRIES, ScriptedBackend, release
 from tests.helpers import wait_until
 
 MAX_BYTES = 512 * 1024
@@ -105,22 +105,13 @@ def make_writer(backend: ScriptedBackend, tmp_path: Path) -> Iterator[Callable[.
     def make(
         *, max_bytes: int = MAX_BYTES, fdatasync: Callable[[int], None] = os.fdatasync, **options: object
     ) -> SpooledWriter:
-        defaults: dict[str, object] = {
-            "batch_points": 10,
-            "flush_interval_seconds": 60.0,
-            "retry_initial_seconds": 0.01,
-            "retry_max_seconds": 0.04,
-        }
         spool = Spool(tmp_path / "spool", max_bytes=max_bytes, fdatasync=fdatasync)
-        writer = SpooledWriter(backend, spool, **{**defaults, **options})  # type: ignore[arg-type]
+        writer = SpooledWriter(backend, spool, **{**FAST_RETRIES, **options})  # type: ignore[arg-type]
         writers.append(writer)
         return writer
 
     yield make
-    backend.down = False
-    backend.gate.set()
-    for writer in writers:
-        writer.close(timeout_seconds=5)
+    release(backend, writers)
 
 
 def test_write_is_on_disk_when_it_returns_and_flush_writes_in_order(

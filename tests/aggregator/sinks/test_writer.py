@@ -4,8 +4,6 @@ timing, retry order and backoff, refusals, a backend bug, latency, flush timeout
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -16,51 +14,12 @@ from aggregator.points import Point
 from aggregator.sinks.buffered import BufferedWriter
 from aggregator.sinks.spool import Spool, SpooledWriter
 from aggregator.sinks.writer import WriteResult
+from tests.aggregator.sinks.scripted import FAST_RETRIES, ScriptedBackend, numbered_points, release
 from tests.helpers import wait_until
-
-
-class ScriptedBackend:
-    """Records every batch; each call takes the next scripted outcome (default: stored)."""
-
-    def __init__(self) -> None:
-        self.calls: list[list[Point]] = []
-        self.call_times: list[float] = []
-        self.stored: list[Point] = []
-        self.script: list[Callable[[Sequence[Point]], WriteResult]] = []
-        self.down = False
-        self.gate = threading.Event()
-        self.gate.set()
-        self.closed = False
-        self._lock = threading.Lock()
-
-    def write_batch(self, points: Sequence[Point]) -> WriteResult:
-        self.gate.wait()
-        with self._lock:
-            self.calls.append(list(points))
-            self.call_times.append(time.monotonic())
-            if self.down:
-                raise SinkError("connection refused")
-            step = self.script.pop(0) if self.script else None
-        result = step(points) if step is not None else WriteResult(len(points))
-        if result.rejected < len(points):
-            with self._lock:
-                self.stored.extend(points[: len(points) - result.rejected])
-        return result
-
-    def ping(self) -> None:
-        if self.down:
-            raise SinkError("connection refused")
-
-    def close(self) -> None:
-        self.closed = True
 
 
 def _fail(points: Sequence[Point]) -> WriteResult:
     raise SinkError("HTTP 503: busy")
-
-
-def _points(count: int, start: int = 0) -> list[Point]:
-    return [Point("m", {"i": str(i)}, {"v": float(i)}, i) for i in range(start, start + count)]
 
 
 @pytest.fixture
@@ -75,13 +34,7 @@ def make_writer(
     writers: list[BufferedWriter | SpooledWriter] = []
 
     def make(**options: object) -> BufferedWriter | SpooledWriter:
-        settings: dict[str, object] = {
-            "batch_points": 10,
-            "flush_interval_seconds": 60.0,
-            "retry_initial_seconds": 0.01,
-            "retry_max_seconds": 0.04,
-            **options,
-        }
+        settings = {**FAST_RETRIES, **options}
         writer: BufferedWriter | SpooledWriter
         if request.param == "memory":
             writer = BufferedWriter(backend, max_points=1000, **settings)  # type: ignore[arg-type]
@@ -92,17 +45,14 @@ def make_writer(
         return writer
 
     yield make
-    backend.down = False
-    backend.gate.set()
-    for writer in writers:
-        writer.close(timeout_seconds=5)
+    release(backend, writers)
 
 
 def test_points_are_written_after_the_flush_interval_without_a_flush_call(
     backend: ScriptedBackend, make_writer: Callable[..., BufferedWriter | SpooledWriter]
 ) -> None:
     writer = make_writer(flush_interval_seconds=0.05)
-    writer.write(_points(3))
+    writer.write(numbered_points(3))
 
     wait_until(lambda: len(backend.stored) == 3, 5, "the interval did not flush")
     assert writer.stats().points_written == 3
@@ -113,10 +63,10 @@ def test_a_full_batch_is_written_at_once_without_waiting_for_the_interval(
 ) -> None:
     writer = make_writer(batch_points=10, flush_interval_seconds=3600)
     for start in (0, 5, 10):
-        writer.write(_points(5 if start < 10 else 2, start))
+        writer.write(numbered_points(5 if start < 10 else 2, start))
 
     wait_until(lambda: len(backend.stored) == 10, 5, "a full batch was not written")
-    assert backend.stored == _points(10)
+    assert backend.stored == numbered_points(10)
     assert writer.stats().buffer_depth == 2
 
 
@@ -125,7 +75,7 @@ def test_transient_failures_are_retried_with_capped_backoff_and_keep_the_order(
 ) -> None:
     backend.script = [_fail, _fail, _fail, _fail]
     writer = make_writer(batch_points=5, retry_initial_seconds=0.02, retry_max_seconds=0.05)
-    points = _points(12)
+    points = numbered_points(12)
     for start in range(0, 12, 5):
         writer.write(points[start : start + 5])
 
@@ -153,7 +103,7 @@ def test_refused_points_are_counted_logged_and_not_retried(
     writer = make_writer()
 
     with caplog.at_level(logging.ERROR, logger="aggregator.sinks"):
-        writer.write(_points(6))
+        writer.write(numbered_points(6))
         assert writer.flush(timeout_seconds=5)
 
     assert len(backend.calls) == 1
@@ -173,11 +123,11 @@ def test_a_bug_in_the_backend_loses_that_batch_only_and_the_writer_goes_on(
     backend.script = [explode]
     writer = make_writer(batch_points=5)
     with caplog.at_level(logging.ERROR, logger="aggregator.sinks"):
-        writer.write(_points(5))
-        writer.write(_points(5, start=5))
+        writer.write(numbered_points(5))
+        writer.write(numbered_points(5, start=5))
         assert writer.flush(timeout_seconds=5)
 
-    assert backend.stored == _points(5, start=5)
+    assert backend.stored == numbered_points(5, start=5)
     assert writer.stats().points_rejected == 5
     assert any("failed unexpectedly" in r.getMessage() for r in caplog.records)
 
@@ -189,9 +139,9 @@ def test_latency_is_observed_once_per_write_that_carries_a_scrape_time(
     now = [10_000_000_000]
     writer = make_writer(batch_points=4, clock_ns=lambda: now[0], latency_observer=observed.append)
     backend.gate.clear()
-    writer.write(_points(2), scraped_at_ns=7_000_000_000)
-    writer.write(_points(1), scraped_at_ns=None)  # rollups from a tick carry no scrape time
-    writer.write(_points(1), scraped_at_ns=9_500_000_000)
+    writer.write(numbered_points(2), scraped_at_ns=7_000_000_000)
+    writer.write(numbered_points(1), scraped_at_ns=None)  # rollups from a tick carry no scrape time
+    writer.write(numbered_points(1), scraped_at_ns=9_500_000_000)
     backend.gate.set()
 
     assert writer.flush(timeout_seconds=5)
@@ -203,7 +153,7 @@ def test_flush_times_out_while_influxdb_is_down_and_reports_the_outage(
 ) -> None:
     backend.down = True
     writer = make_writer(batch_points=5)
-    writer.write(_points(12))
+    writer.write(numbered_points(12))
 
     assert not writer.flush(timeout_seconds=0.1)
     stats = writer.stats()
@@ -212,7 +162,7 @@ def test_flush_times_out_while_influxdb_is_down_and_reports_the_outage(
 
     backend.down = False
     assert writer.flush(timeout_seconds=5)
-    assert backend.stored == _points(12)
+    assert backend.stored == numbered_points(12)
     assert writer.stats().last_error is None
 
 
@@ -222,11 +172,11 @@ def test_writes_after_close_are_dropped_counted_and_logged_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     writer = make_writer()
-    writer.write(_points(2))
+    writer.write(numbered_points(2))
     writer.close()
     with caplog.at_level(logging.ERROR, logger="aggregator.sinks"):
-        writer.write(_points(3))
-        writer.write(_points(4))
+        writer.write(numbered_points(3))
+        writer.write(numbered_points(4))
 
     stats = writer.stats()
     assert (stats.points_accepted, stats.points_written, stats.points_dropped) == (9, 2, 7)

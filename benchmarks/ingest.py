@@ -45,21 +45,36 @@ class IngestRun:
     traced_bytes: int
 
 
+def bench_pipeline() -> Pipeline:
+    """The pipeline of a benchmark aggregator (cluster ``bench``, 10 s resolution)."""
+    return Pipeline(
+        cluster="bench",
+        resolution_seconds=INTERVAL_SECONDS,
+        rollup_grace_seconds=5,
+        series_expiry_seconds=300,
+    )
+
+
+def bench_store() -> RecentStore:
+    """The query window of a benchmark aggregator (15 minutes at 10 s)."""
+    return RecentStore(
+        resolution_seconds=INTERVAL_SECONDS,
+        window_seconds=WINDOW_SECONDS,
+        eviction_seconds=WINDOW_SECONDS,
+    )
+
+
+def round_time_ns(index: int) -> int:
+    """Scrape time of round ``index`` in ns: rounds are one interval apart from a fixed start."""
+    return _T0_NS + int(index * INTERVAL_SECONDS * _NS_PER_S)
+
+
 class _Aggregator:
     """The parts the ingest route drives, wired as ``create_app`` wires them."""
 
     def __init__(self) -> None:
-        self.pipeline = Pipeline(
-            cluster="bench",
-            resolution_seconds=INTERVAL_SECONDS,
-            rollup_grace_seconds=5,
-            series_expiry_seconds=300,
-        )
-        self.store = RecentStore(
-            resolution_seconds=INTERVAL_SECONDS,
-            window_seconds=WINDOW_SECONDS,
-            eviction_seconds=WINDOW_SECONDS,
-        )
+        self.pipeline = bench_pipeline()
+        self.store = bench_store()
         self.sink = MemorySink()
         self.pipeline_cpu_seconds = 0.0
         self.window_cpu_seconds = 0.0
@@ -97,10 +112,6 @@ class _Aggregator:
         return produced + len(tick_points)
 
 
-def _round_time(index: int) -> int:
-    return _T0_NS + int(index * INTERVAL_SECONDS * _NS_PER_S)
-
-
 def measure_ingest(nodes: int, *, rounds: int, memory_rounds: int = 3) -> IngestRun:
     """Throughput over ``rounds`` timed rounds (after an untimed warm-up), then memory in a traced run."""
     cluster = SyntheticCluster(nodes=nodes, interval_seconds=INTERVAL_SECONDS)
@@ -108,16 +119,16 @@ def measure_ingest(nodes: int, *, rounds: int, memory_rounds: int = 3) -> Ingest
     # Untimed warm-up: round 0 has no rates; rounds 1-2 turn the window's columns from constants into
     # rings, a one-off cost per series. From round 3 on every round costs the same.
     for index in range(WARM_UP_ROUNDS):
-        aggregator.ingest_round(cluster.scrape(scraped_at_ns=_round_time(index)), _round_time(index))
+        aggregator.ingest_round(cluster.scrape(scraped_at_ns=round_time_ns(index)), round_time_ns(index))
     aggregator.pipeline_cpu_seconds = aggregator.window_cpu_seconds = 0.0
     wall = 0.0
     cpu = 0.0
     samples = 0
     for index in range(WARM_UP_ROUNDS, WARM_UP_ROUNDS + rounds):
-        batches = cluster.scrape(scraped_at_ns=_round_time(index))
+        batches = cluster.scrape(scraped_at_ns=round_time_ns(index))
         samples += sum(len(batch.containers) for batch in batches)
         cpu_started, wall_started = time.process_time(), time.perf_counter()
-        aggregator.ingest_round(batches, _round_time(index) + _NS_PER_S)
+        aggregator.ingest_round(batches, round_time_ns(index) + _NS_PER_S)
         wall += time.perf_counter() - wall_started
         cpu += time.process_time() - cpu_started
         del batches
@@ -146,8 +157,8 @@ def traced_state_bytes(cluster: SyntheticCluster, rounds: int, *, first_round: i
         before = tracemalloc.get_traced_memory()[0]
         aggregator = _Aggregator()
         for index in range(first_round, first_round + rounds):
-            batches = cluster.scrape(scraped_at_ns=_round_time(index))
-            aggregator.ingest_round(batches, _round_time(index) + _NS_PER_S)
+            batches = cluster.scrape(scraped_at_ns=round_time_ns(index))
+            aggregator.ingest_round(batches, round_time_ns(index) + _NS_PER_S)
             del batches
         gc.collect()
         held = tracemalloc.get_traced_memory()[0] - before

@@ -15,60 +15,49 @@ import tracemalloc
 from dataclasses import dataclass
 
 from aggregator.gc_tuning import tune_garbage_collector
-from aggregator.pipeline import Pipeline
 from aggregator.points import Point
 from aggregator.query.service import QueryService
 from aggregator.query.store import RecentStore
+from benchmarks.ingest import (
+    INTERVAL_SECONDS,
+    WARM_UP_ROUNDS,
+    bench_pipeline,
+    bench_store,
+    round_time_ns,
+)
 from benchmarks.report import Measure, percentile
 from benchmarks.synthetic import SyntheticCluster
 from collector.wire import Batch
 
-INTERVAL_SECONDS = 10.0
-WINDOW_SECONDS = 900.0
 _NS_PER_S = 1_000_000_000
-_T0_NS = 1_763_000_000 * _NS_PER_S
-_WARM_UP_ROUNDS = 3
-"""Rounds before timing: the first has no rates, the next two turn changing columns into rings."""
 
 
 @dataclass(frozen=True, slots=True)
-class _Round:
+class ProducedRound:
+    """One scrape round of the whole cluster and the points the pipeline made of it."""
+
     now_ns: int
     batches: list[Batch]
     points: list[list[Point]]
     """One list per ``store.add`` call, as the ingest route and the tick make them."""
 
 
-def _round_time(index: int) -> int:
-    return _T0_NS + int(index * INTERVAL_SECONDS * _NS_PER_S)
-
-
-def _rounds(nodes: int, count: int) -> list[_Round]:
+def produced_rounds(nodes: int, count: int) -> list[ProducedRound]:
     """``count`` rounds of a ``nodes``-node cluster through a real pipeline (untimed)."""
     cluster = SyntheticCluster(nodes=nodes, interval_seconds=INTERVAL_SECONDS)
-    pipeline = Pipeline(
-        cluster="bench",
-        resolution_seconds=INTERVAL_SECONDS,
-        rollup_grace_seconds=5,
-        series_expiry_seconds=300,
-    )
+    pipeline = bench_pipeline()
     rounds = []
     for index in range(count):
-        now_ns = _round_time(index) + _NS_PER_S
-        batches = cluster.scrape(scraped_at_ns=_round_time(index))
+        now_ns = round_time_ns(index) + _NS_PER_S
+        batches = cluster.scrape(scraped_at_ns=round_time_ns(index))
         points = [pipeline.ingest(batch, now_ns=now_ns) for batch in batches]
         points.append(pipeline.tick(now_ns + 6 * _NS_PER_S))
-        rounds.append(_Round(now_ns, batches, points))
+        rounds.append(ProducedRound(now_ns, batches, points))
     return rounds
 
 
-def _store() -> RecentStore:
-    return RecentStore(
-        resolution_seconds=INTERVAL_SECONDS, window_seconds=WINDOW_SECONDS, eviction_seconds=WINDOW_SECONDS
-    )
-
-
-def _feed(store: RecentStore, round_: _Round) -> None:
+def feed(store: RecentStore, round_: ProducedRound) -> None:
+    """Add one round to ``store`` as the ingest route and the tick do: its points, then its labels."""
     for points in round_.points:
         store.add(points, now_ns=round_.now_ns)
     for batch in round_.batches:
@@ -78,22 +67,22 @@ def _feed(store: RecentStore, round_: _Round) -> None:
 def add_measures(*, nodes: int, rounds: int) -> list[Measure]:
     """CPU of ``RecentStore.add`` per container sample in steady state (after the warm-up rounds), and the
     bytes the store holds per container (its ring buffers are allocated whole, so a short run counts all)."""
-    produced = _rounds(nodes, _WARM_UP_ROUNDS + rounds)
+    produced = produced_rounds(nodes, WARM_UP_ROUNDS + rounds)
     containers = sum(len(batch.containers) for batch in produced[0].batches)
     points = sum(len(batch) for batch in produced[-1].points)
     gc.collect()
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
-        store = _store()
-        for warm_up in produced[:_WARM_UP_ROUNDS]:
-            _feed(store, warm_up)
+        store = bench_store()
+        for warm_up in produced[:WARM_UP_ROUNDS]:
+            feed(store, warm_up)
         gc.collect()
         held = tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()
     cpu = 0.0
-    for timed in produced[_WARM_UP_ROUNDS:]:
+    for timed in produced[WARM_UP_ROUNDS:]:
         started = time.process_time()
         for batch_points in timed.points:
             store.add(batch_points, now_ns=timed.now_ns)
@@ -109,11 +98,11 @@ def add_measures(*, nodes: int, rounds: int) -> list[Measure]:
 
 def pod_usage_measures(*, nodes: int, queries: int) -> list[Measure]:
     """``QueryService.pod_usage()`` (every pod, no selector) over a store holding ``nodes`` x 30 pods."""
-    store = _store()
-    produced = _rounds(nodes, 3)
+    store = bench_store()
+    produced = produced_rounds(nodes, 3)
     now_ns = produced[-1].now_ns
     for fed in produced:
-        _feed(store, fed)
+        feed(store, fed)
     service = QueryService(store, cluster="bench", clock_ns=lambda: now_ns)
     # Only what a server keeps stays: the store (garbage collections walk every object held).
     del produced, fed

@@ -10,6 +10,7 @@ import pytest
 
 from aggregator.gc_tuning import MIDDLE_THRESHOLD, OLD_THRESHOLD, YOUNG_THRESHOLD, tune_garbage_collector
 from aggregator.query.service import QueryService
+from benchmarks import ingest as bench_ingest
 from benchmarks import store as bench_store
 
 NODES = 100
@@ -25,10 +26,10 @@ def restored_thresholds() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def service() -> QueryService:
-    store = bench_store._store()
-    rounds = bench_store._rounds(NODES, 3)
+    store = bench_ingest.bench_store()
+    rounds = bench_store.produced_rounds(NODES, 3)
     for fed in rounds:
-        bench_store._feed(store, fed)
+        bench_store.feed(store, fed)
     now_ns = rounds[-1].now_ns
     return QueryService(store, cluster="bench", clock_ns=lambda: now_ns)
 

@@ -382,13 +382,18 @@ def scrapes_until(source: DockerSource, holds: Callable[[Scrape], bool], most: i
     raise AssertionError(f"not seen within {most} scrapes: {[s.containers for s in seen]}")
 
 
+def caching_source(engine: EngineProxy) -> DockerSource:
+    """A source whose inspect answers expire only after an hour: only events and restarts refresh them."""
+    return DockerSource(
+        engine, node_name="test-node", concurrency=8, timeout_seconds=30, inspect_max_age_seconds=3600
+    )
+
+
 @pytest.mark.integration
 def test_inspect_answers_are_reused_between_scrapes(start_container: StartContainer) -> None:
     fleet = [start_container(f"cached{i}", SLEEP, cpu_quota=50_000) for i in range(3)]
     engine = EngineProxy(new_api_client())
-    source = DockerSource(
-        engine, node_name="test-node", concurrency=8, timeout_seconds=30, inspect_max_age_seconds=3600
-    )
+    source = caching_source(engine)
     try:
         warmed_up(source)
         inspected = Counter({c: engine.inspected[c] for c in fleet})
@@ -406,13 +411,7 @@ def test_inspect_answers_are_reused_between_scrapes(start_container: StartContai
 @pytest.mark.integration
 def test_updated_limits_are_seen_within_two_scrapes(docker_api: Any, start_container: StartContainer) -> None:
     limited = start_container("limited", SLEEP, cpu_quota=50_000, mem_limit=64 * MIB)
-    source = DockerSource(
-        EngineProxy(new_api_client()),
-        node_name="test-node",
-        concurrency=8,
-        timeout_seconds=30,
-        inspect_max_age_seconds=3600,
-    )
+    source = caching_source(EngineProxy(new_api_client()))
     try:
         before = by_container(warmed_up(source))[limited]
         docker_api.update_container(limited, cpu_quota=25_000, mem_limit=32 * MIB)
@@ -437,13 +436,7 @@ def test_restart_is_seen_within_two_scrapes(docker_api: Any, start_container: St
         "while [ ! -e /go ]; do sleep 0.2; done; touch /restarted; exit 1",
     ]
     restarter = start_container("restarter", command, restart_policy={"Name": "on-failure"})
-    source = DockerSource(
-        EngineProxy(new_api_client()),
-        node_name="test-node",
-        concurrency=8,
-        timeout_seconds=30,
-        inspect_max_age_seconds=3600,
-    )
+    source = caching_source(EngineProxy(new_api_client()))
     try:
         before = by_container(warmed_up(source))[restarter]
         exec_id = docker_api.exec_create(restarter, ["touch", "/go"])
@@ -523,13 +516,7 @@ def test_restart_without_its_event_is_seen_from_the_cpu_counter(
     docker_api: Any, start_container: StartContainer
 ) -> None:
     burner = start_container("burner", BURN)
-    source = DockerSource(
-        EngineProxy(new_api_client(), events_kwargs=BLIND_EVENTS),
-        node_name="test-node",
-        concurrency=8,
-        timeout_seconds=30,
-        inspect_max_age_seconds=3600,
-    )
+    source = caching_source(EngineProxy(new_api_client(), events_kwargs=BLIND_EVENTS))
     burned_ns = 3 * 10**9
     try:
         warmed_up(source)

@@ -68,15 +68,17 @@ def _usage(usage: Usage) -> str:
 class _Renderer:
     """What one response shares: ``creationTimestamp``, ``window`` and the texts that repeat in it."""
 
-    __slots__ = ("_created", "_repeated", "_timings", "_window")
+    __slots__ = ("_container_heads", "_created", "_repeated", "_timings", "_window")
 
     def __init__(self, now_ns: int, resolution_ns: int) -> None:
         self._created = f',"creationTimestamp":"{kubernetes_time(now_ns)}"'
         self._window = go_duration(resolution_ns)
         # Per sample time: a whole list has only a few distinct buckets.
         self._timings: dict[int, str] = {}
-        # Escaped namespaces and container names, which recur across pods.
+        # Escaped namespaces, which recur across pods.
         self._repeated: dict[str, str] = {}
+        # Per container name (which recur across pods): its object's text up to the CPU quantity.
+        self._container_heads: dict[str, str] = {}
 
     def _recurring(self, text: str) -> str:
         escaped = self._repeated.get(text)
@@ -93,13 +95,18 @@ class _Renderer:
         return timing
 
     def pod(self, pod: PodUsage) -> str:
-        containers = ",".join(
-            [f'{{"name":{self._recurring(usage.name)},"usage":{_usage(usage)}}}' for usage in pod.containers]
-        )
+        heads = self._container_heads
+        containers = []
+        for name, (_, (cpu, memory)) in pod.containers:
+            head = heads.get(name)
+            if head is None:
+                head = heads[name] = f'{{"name":{_string(name)},"usage":{{"cpu":"'
+            # One f-string per container, no object: this loop runs 60,000 times for 30,000 pods.
+            containers.append(f'{head}{cpu_quantity(cpu)}","memory":"{memory_quantity(memory)}"}}}}')
         return (
             f"{_POD_HEAD}{_string(pod.name)},"
             f'"namespace":{self._recurring(pod.namespace)}{self._created}{_labels(pod.labels)}}},'
-            f'{self._timing(pod.time_ns)},"containers":[{containers}]}}'
+            f'{self._timing(pod.time_ns)},"containers":[{",".join(containers)}]}}'
         )
 
     def node(self, node: NodeUsage) -> str:

@@ -18,15 +18,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from operator import attrgetter
 from types import MappingProxyType
+from typing import NamedTuple
 
 from aggregator.catalog import Level
 from aggregator.query.errors import BadTimeError, NotFoundError
 from aggregator.query.heapster import BY_FIELD, HEAPSTER_METRICS, HeapsterMetric, metrics_for
 from aggregator.query.history import History
 from aggregator.query.selector import EVERYTHING, Selector
-from aggregator.query.store import LATEST_FIELDS, Entity, RecentStore
+from aggregator.query.store import LATEST_FIELDS, ContainerLatest, Entity, RecentStore
 from aggregator.query.timefmt import heapster_time
 
 MAX_POINTS = 1000
@@ -36,7 +36,6 @@ FRESH_RESOLUTIONS = 3
 one missed scrape is tolerated, a pod or node that stopped reporting disappears (as from metrics-server)."""
 
 _NO_LABELS: Mapping[str, str] = MappingProxyType({})
-_BY_NAME = attrgetter("name")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,14 +56,17 @@ class NodeUsage:
     labels: Mapping[str, str]
 
 
-@dataclass(frozen=True, slots=True)
-class PodUsage:
-    """A pod's latest usage per container (sorted by name), its labels and the newest sample time (ns)."""
+class PodUsage(NamedTuple):
+    """A pod's newest sample time (ns), its containers' usage at that time, and its labels.
+
+    ``containers`` holds ``(name, (time_ns, (cpu_millicores, memory_bytes)))`` per container, sorted by name:
+    the store's own tuples, as a 30,000-pod list would otherwise build 60,000 objects per request.
+    """
 
     namespace: str
     name: str
     time_ns: int
-    containers: tuple[Usage, ...]
+    containers: tuple[ContainerLatest, ...]
     labels: Mapping[str, str]
 
 
@@ -217,42 +219,23 @@ class QueryService:
     ) -> list[PodUsage]:
         """Latest usage of every fresh pod (in ``namespace``, named ``name``) matching ``selector``, sorted
         by namespace and name. A pod is fresh when at least one of its containers is."""
-        latest = self.store.latest(Level.CONTAINER, LATEST_FIELDS, not_before_ns=self._not_before_ns())
-        cluster = self.cluster
-        # One pass over every fresh container, with as little per-container work as possible: at 30,000
-        # pods this loop and the one below are most of what `kubectl top pods -A` costs here.
-        grouped: dict[tuple[str, str], list[Usage]] = {}
-        for (container_cluster, pod_namespace, pod, container), (time_ns, (cpu, memory)) in latest.items():
-            if (
-                container_cluster != cluster
-                or (namespace is not None and pod_namespace != namespace)
-                or (name is not None and pod != name)
-            ):
-                continue
-            usage = Usage(container, time_ns, cpu, memory)
-            usages = grouped.get((pod_namespace, pod))
-            if usages is None:
-                grouped[pod_namespace, pod] = [usage]
-            else:
-                usages.append(usage)
+        found = self.store.latest_by_pod(
+            self.cluster, not_before_ns=self._not_before_ns(), namespace=namespace, pod=name
+        )
         all_labels = self.store.all_pod_labels()
-        everything = selector.empty
+        get_labels = all_labels.get
+        if selector.empty:
+            return [
+                PodUsage(
+                    pod_namespace, pod, time_ns, containers, get_labels((pod_namespace, pod), _NO_LABELS)
+                )
+                for pod_namespace, pod, time_ns, containers in found
+            ]
         pods: list[PodUsage] = []
-        for key in sorted(grouped):
-            labels = all_labels.get(key, _NO_LABELS)
-            if not everything and not selector.matches(labels):
-                continue
-            usages = grouped[key]
-            if len(usages) == 1:
-                newest = usages[0].time_ns
-                current = tuple(usages)
-            else:
-                usages.sort(key=_BY_NAME)
-                times = {usage.time_ns for usage in usages}
-                newest = max(times)
-                # A container whose last sample is older than the pod's newest has stopped: not the pod's now.
-                current = tuple(usages if len(times) == 1 else [u for u in usages if u.time_ns == newest])
-            pods.append(PodUsage(key[0], key[1], newest, current, labels))
+        for pod_namespace, pod, time_ns, containers in found:
+            labels = get_labels((pod_namespace, pod), _NO_LABELS)
+            if selector.matches(labels):
+                pods.append(PodUsage(pod_namespace, pod, time_ns, containers, labels))
         return pods
 
 

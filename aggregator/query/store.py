@@ -62,6 +62,7 @@ from aggregator import catalog
 from aggregator.catalog import TAGS_BY_LEVEL, Kind, Level, Tag
 from aggregator.points import Point
 from aggregator.query.heapster import SERVED_FIELDS
+from aggregator.query.pod_index import PodIndex
 from collector.wire import Batch
 
 _NS_PER_S = 1_000_000_000
@@ -167,6 +168,12 @@ Latest: TypeAlias = tuple[int, tuple[float, ...]]
 their values. A plain tuple, not a named one: Python's garbage collector stops tracking plain tuples of
 numbers, so the one every series holds adds nothing to its full collections."""
 
+ContainerLatest: TypeAlias = tuple[str, Latest]
+"""``(container name, latest)``: one container's entry in a :data:`PodLatest`."""
+PodLatest: TypeAlias = tuple[str, str, int, tuple[ContainerLatest, ...]]
+"""``(namespace, pod, time_ns, containers)``: a pod's newest bucket (start, ns) and the containers that
+have it, sorted by name (see :meth:`RecentStore.latest_by_pod`)."""
+
 
 class _Series:
     """One series' window; ``next`` chains series of the same entity on other nodes."""
@@ -255,6 +262,9 @@ class RecentStore:
         self._empty_layout = self._layout((_ABSENT,) * len(self._fields), None)
         self._shapes = {level.value: _shape(level) for level in TAGS_BY_LEVEL}
         self._series: dict[Level, dict[Entity, _Series]] = {level: {} for level in Level}
+        self._containers = self._series[Level.CONTAINER]
+        # Container series by pod, for metrics.k8s.io's pod lists (containers are entities of 4 names).
+        self._pods: PodIndex[_Series] = PodIndex()
         # Labels and when they were last reported (ns), apart so that a copy of all labels is one call.
         self._pod_labels: dict[tuple[str, str], Mapping[str, str]] = {}
         self._pod_labels_seen: dict[tuple[str, str], int] = {}
@@ -467,8 +477,12 @@ class RecentStore:
             for entity, new_head in stale:
                 if new_head is None:
                     del entities[entity]
+                    if entities is self._containers:
+                        self._pods.remove(entity[:3], entity[3])
                 else:
                     entities[entity] = new_head
+                    if entities is self._containers:
+                        self._pods.put(entity[:3], entity[3], new_head)
         _forget_older(self._pod_labels, self._pod_labels_seen, now_ns - self._eviction_ns)
         _forget_older(self._node_labels, self._node_labels_seen, now_ns - self._eviction_ns)
         self._evicted += evicted
@@ -484,7 +498,10 @@ class RecentStore:
         # Interned so that thousands of series share one copy of each cluster, node and namespace name.
         series = _Series(sys.intern(node), self._empty_layout)
         if head is None:
-            entities[tuple(sys.intern(value) for value in entity)] = series
+            interned = tuple(sys.intern(value) for value in entity)
+            entities[interned] = series
+            if entities is self._containers:
+                self._pods.put(interned[:3], interned[3], series)
         else:
             series.next = head.next
             head.next = series
@@ -743,6 +760,47 @@ class RecentStore:
                     if scanned is not None:
                         bucket, values = scanned
                         result[entity] = ((bucket + self._base) * self._resolution_ns, values)
+        return result
+
+    def latest_by_pod(
+        self, cluster: str, *, not_before_ns: int, namespace: str | None = None, pod: str | None = None
+    ) -> list[PodLatest]:
+        """Each pod of ``cluster`` (in ``namespace``, named ``pod``) with a container whose newest complete
+        ``LATEST_FIELDS`` bucket is at or after ``not_before_ns``: the pod's newest such bucket and the
+        containers that have it, pods by (namespace, name) and containers by name.
+
+        A container whose newest bucket is older than its pod's has stopped and is left out, as
+        metrics-server leaves it out. Reads the index kept on write: no grouping, no sorting.
+        """
+        result: list[PodLatest] = []
+        with self._lock:
+            if self._base is None or self._latest_indices is None:
+                return result
+            low, _ = self._window()
+            low = max(low, -(-not_before_ns // self._resolution_ns) - self._base)
+            low_ns = (low + self._base) * self._resolution_ns
+            indexed = self._latest_indexed
+            append = result.append
+            for key, members in self._pods.pods(cluster, namespace=namespace, pod=pod):
+                if len(members) == 1:  # most pods: written out, it is most of a 30,000-pod list
+                    [(name, head)] = members
+                    found = head.latest if head.next is None else indexed(head, low_ns)
+                    if found is not None and found[0] >= low_ns:
+                        append((key[1], key[2], found[0], ((name, found),)))
+                    continue
+                newest = low_ns - 1
+                current: list[ContainerLatest] = []
+                for name, head in members:
+                    found = head.latest if head.next is None else indexed(head, low_ns)
+                    if found is None or found[0] < newest:
+                        continue
+                    if found[0] > newest:
+                        newest = found[0]
+                        current = [(name, found)]
+                    else:
+                        current.append((name, found))
+                if current:
+                    append((key[1], key[2], newest, tuple(current)))
         return result
 
     @staticmethod

@@ -28,7 +28,7 @@ def test_the_feeder_loads_every_pod_with_rates_and_feeds_again_after_an_interval
     pods = service.pod_usage()
     # Rates need two scrapes: every pod shows only if both preload rounds arrived.
     assert len(pods) == cluster.pod_count == 6
-    assert all(len(pod.containers) == 2 and pod.containers[0].cpu_millicores > 0 for pod in pods)
+    assert all(len(pod.containers) == 2 and pod.containers[0][1][1][0] > 0 for pod in pods)
     assert not feeder.refresh(), "fed again before a scrape interval had passed"
     assert feeder.scraped_at_ns == first
 

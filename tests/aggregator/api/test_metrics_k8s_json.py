@@ -20,6 +20,7 @@ from aggregator.api.schemas_metrics_k8s import (
 )
 from aggregator.query.quantity import cpu_quantity, memory_quantity
 from aggregator.query.service import NodeUsage, PodUsage, Usage
+from aggregator.query.store import ContainerLatest
 from aggregator.query.timefmt import go_duration, kubernetes_time
 
 NOW = 1_714_557_608_250_000_000
@@ -29,6 +30,13 @@ RESOLUTION = 10_000_000_000
 
 def _usage(usage: Usage) -> ResourceUsage:
     return ResourceUsage(cpu=cpu_quantity(usage.cpu_millicores), memory=memory_quantity(usage.memory_bytes))
+
+
+def _container(container: ContainerLatest) -> ContainerMetrics:
+    name, (_, (cpu, memory)) = container
+    return ContainerMetrics(
+        name=name, usage=ResourceUsage(cpu=cpu_quantity(cpu), memory=memory_quantity(memory))
+    )
 
 
 def _model(pod: PodUsage) -> PodMetrics:
@@ -42,7 +50,7 @@ def _model(pod: PodUsage) -> PodMetrics:
         ),
         timestamp=kubernetes_time(pod.time_ns),
         window=go_duration(RESOLUTION),
-        containers=[ContainerMetrics(name=usage.name, usage=_usage(usage)) for usage in pod.containers],
+        containers=[_container(container) for container in pod.containers],
     )
 
 
@@ -72,12 +80,14 @@ memory = st.floats(min_value=0, max_value=2.0**60, allow_nan=False) | st.integer
     lambda pages: float(pages * 4096)
 )
 usages = st.builds(Usage, name=names, time_ns=times, cpu_millicores=cpu, memory_bytes=memory)
+# A container as the store hands it over: (name, (time_ns, (cpu millicores, memory bytes))).
+container_latests = st.tuples(names, st.tuples(times, st.tuples(cpu, memory)))
 pods = st.builds(
     PodUsage,
     namespace=names,
     name=names,
     time_ns=times,
-    containers=st.lists(usages, min_size=1, max_size=3).map(tuple),
+    containers=st.lists(container_latests, min_size=1, max_size=3).map(tuple),
     labels=labels,
 )
 nodes = st.builds(NodeUsage, usage=usages, labels=labels)
@@ -111,13 +121,13 @@ def test_the_shape_kubectl_reads() -> None:
         name='we"b-1',
         time_ns=1_714_557_600_000_000_000,
         containers=(
-            Usage("app", 1_714_557_600_000_000_000, 250.0, 64 * 2**20),
-            Usage("sidecar", 1_714_557_600_000_000_000, 0.123456789, 12_641_280.0),
+            ("app", (1_714_557_600_000_000_000, (250.0, 64 * 2**20))),
+            ("sidecar", (1_714_557_600_000_000_000, (0.123456789, 12_641_280.0))),
         ),
         # Labels as a read-only mapping, not a dict: still rendered.
         labels=MappingProxyType({"app": "web", "tier": "front"}),
     )
-    bare = PodUsage("default", "redis", 1_714_557_590_000_000_000, (Usage("redis", 0, 1500.0, 1000.0),), {})
+    bare = PodUsage("default", "redis", 1_714_557_590_000_000_000, (("redis", (0, (1500.0, 1000.0))),), {})
     body = orjson.loads(pod_metrics_list([pod, bare], now_ns=NOW, resolution_ns=RESOLUTION))
     assert body == {
         "kind": "PodMetricsList",

@@ -77,7 +77,7 @@ def test_latest_usage_covers_fresh_entities_with_labels_and_selectors() -> None:
     _, service = _running()
     pods = service.pod_usage(selector=parse_selector("app=web,track!=canary"))
     assert [(pod.namespace, pod.name) for pod in pods] == [("shop", "web-1"), ("shop", "web-2")]
-    assert [(usage.name, usage.cpu_millicores) for usage in pods[0].containers] == [
+    assert [(name, cpu) for name, (_, (cpu, _)) in pods[0].containers] == [
         ("app", pytest.approx(250.0)),
         ("sidecar", pytest.approx(50.0)),
     ]
@@ -119,14 +119,14 @@ def test_a_container_that_stopped_drops_out_of_its_pod_and_pods_filter_by_namesp
     sim.run(pipeline, store, 5)
     service = QueryService(store, cluster="test", clock_ns=sim.now_ns)
     (both,) = service.pod_usage(namespace="shop", name="web-1")
-    assert [usage.name for usage in both.containers] == ["sidecar", "zz-app"]
+    assert [name for name, _ in both.containers] == ["sidecar", "zz-app"]
 
     sim.containers.remove(sidecar)
     sim.run(pipeline, store, 1)
 
     (web_1,) = service.pod_usage(namespace="shop", name="web-1")
     assert web_1.time_ns > both.time_ns
-    assert [(usage.name, usage.time_ns) for usage in web_1.containers] == [("zz-app", web_1.time_ns)]
+    assert [(name, time_ns) for name, (time_ns, _) in web_1.containers] == [("zz-app", web_1.time_ns)]
     assert [(pod.namespace, pod.name) for pod in service.pod_usage(namespace="shop")] == [
         ("shop", "web-1"),
         ("shop", "web-2"),

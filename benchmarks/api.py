@@ -22,7 +22,7 @@ import requests
 
 from benchmarks import proc
 from benchmarks.report import Measure, percentile
-from benchmarks.synthetic import SyntheticCluster
+from benchmarks.synthetic import NAMESPACES, SyntheticCluster
 from tests.helpers import free_tcp_port, wait_until
 
 _NS_PER_S = 1_000_000_000
@@ -170,39 +170,67 @@ def http_ingest_measures(*, nodes: int, rounds: int) -> list[Measure]:
 
 
 def pods_query_measures(*, nodes: int, queries: int) -> list[Measure]:
-    """``GET /apis/metrics.k8s.io/v1beta1/pods`` ``queries`` times with ``nodes`` × 30 pods tracked.
+    """``GET /apis/metrics.k8s.io/v1beta1/pods`` ``queries`` times with ``nodes`` × 30 pods tracked, then the
+    same for one namespace's pods (a tenth of them: what an HPA or ``kubectl top pods -n`` asks).
 
     Latency is the client's (request to whole body); server CPU is the server process's over each request.
     Before a query, a round is fed if the newest is getting old, so every query sees every pod fresh.
     """
     pods = nodes * PODS_PER_NODE
+    base = "/apis/metrics.k8s.io/v1beta1"
+    with aggregator_process(preload_nodes=nodes) as server, requests.Session() as session:
+        feed_timeout_s = 60 + nodes * PRELOAD_SECONDS_PER_NODE
+        every = _timed_gets(server, session, f"{base}/pods", queries, feed_timeout_s)
+        one = _timed_gets(server, session, f"{base}/namespaces/{NAMESPACES[0]}/pods", queries, feed_timeout_s)
+    return [
+        *_query_measures(f"query.metrics_k8s.pods.p{pods}", every, pods),
+        *_query_measures(f"query.metrics_k8s.namespace_pods.p{pods}", one, pods // len(NAMESPACES)),
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class _Timed:
+    latencies_s: list[float]
+    server_cpu_s: float
+    items: list[int]
+
+
+def _timed_gets(
+    server: Server, session: requests.Session, path: str, queries: int, feed_timeout_s: float
+) -> _Timed:
+    """``queries`` GETs of ``path``, feeding a round first whenever the newest is getting old."""
+    pid = server.process.pid
+    feed = f"{server.url}/bench/scrape"
     latencies: list[float] = []
     server_cpu = 0.0
     served: list[int] = []
-    with aggregator_process(preload_nodes=nodes) as server, requests.Session() as session:
-        pid = server.process.pid
-        feed = f"{server.url}/bench/scrape"
-        path = f"{server.url}/apis/metrics.k8s.io/v1beta1/pods"
-        scraped_at_ns = session.get(feed, timeout=10).json()["scraped_at_ns"]
-        for _ in range(queries):
-            if time.time_ns() - scraped_at_ns >= REFEED_AFTER_SECONDS * _NS_PER_S:
-                fed = session.post(feed, timeout=60 + nodes * PRELOAD_SECONDS_PER_NODE)
-                fed.raise_for_status()
-                scraped_at_ns = fed.json()["scraped_at_ns"]
-            cpu_before = proc.cpu_seconds(pid)
-            began = time.perf_counter()
-            response = session.get(path, timeout=60)
-            latencies.append(time.perf_counter() - began)
-            server_cpu += proc.cpu_seconds(pid) - cpu_before
-            response.raise_for_status()
-            served.append(len(orjson.loads(response.content)["items"]))
-    query = f"query.metrics_k8s.pods.p{pods}"
+    scraped_at_ns = session.get(feed, timeout=10).json()["scraped_at_ns"]
+    for _ in range(queries):
+        if time.time_ns() - scraped_at_ns >= REFEED_AFTER_SECONDS * _NS_PER_S:
+            fed = session.post(feed, timeout=feed_timeout_s)
+            fed.raise_for_status()
+            scraped_at_ns = fed.json()["scraped_at_ns"]
+        cpu_before = proc.cpu_seconds(pid)
+        began = time.perf_counter()
+        response = session.get(f"{server.url}{path}", timeout=60)
+        latencies.append(time.perf_counter() - began)
+        server_cpu += proc.cpu_seconds(pid) - cpu_before
+        response.raise_for_status()
+        served.append(len(orjson.loads(response.content)["items"]))
+    return _Timed(latencies, server_cpu, served)
+
+
+def _query_measures(prefix: str, timed: _Timed, expected_items: int) -> list[Measure]:
     return [
         # Fewer items than pods means some data went stale before a query: the latencies are then invalid.
-        Measure(f"{query}.items", min(served, default=0), "pods", pods, "min"),
-        Measure(f"{query}.latency_p50", percentile(latencies, 0.5) * 1000, "ms", 200, "max"),
-        Measure(f"{query}.latency_p99", percentile(latencies, 0.99) * 1000, "ms", 200, "max"),
-        Measure(f"{query}.server_cpu_ms_per_query", server_cpu / max(1, len(latencies)) * 1000, "ms"),
+        Measure(f"{prefix}.items", min(timed.items, default=0), "pods", expected_items, "min"),
+        Measure(f"{prefix}.latency_p50", percentile(timed.latencies_s, 0.5) * 1000, "ms", 200, "max"),
+        Measure(f"{prefix}.latency_p99", percentile(timed.latencies_s, 0.99) * 1000, "ms", 200, "max"),
+        Measure(
+            f"{prefix}.server_cpu_ms_per_query",
+            timed.server_cpu_s / max(1, len(timed.latencies_s)) * 1000,
+            "ms",
+        ),
     ]
 
 

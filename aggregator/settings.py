@@ -73,6 +73,9 @@ class AggregatorSettings(BaseSettings):
     """How much recent data the query API holds in memory; older ranges are read from InfluxDB."""
     series_eviction_seconds: Annotated[float, Field(gt=0)] = 900.0
     """The query API forgets containers, pods and nodes not seen for this long."""
+    pod_list_view_idle_seconds: Annotated[float, Field(ge=0)] = 300.0
+    """After an all-pods metrics.k8s.io list, every batch re-renders its pods for this long, so further lists
+    are one pass over kept texts (docs/query-api.md); 0 renders every list from scratch."""
     query_token: SecretStr | None = None
     """When set, the query API (Heapster model, metrics.k8s.io) requires it as a bearer token."""
 

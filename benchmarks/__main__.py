@@ -123,6 +123,7 @@ def run(
     if "store" in names:
         show(store.add_measures(nodes=sizes.ingest_nodes[0], rounds=sizes.ingest_rounds))
         show(store.pod_usage_measures(nodes=sizes.query_nodes[-1], queries=sizes.query_count))
+        show(store.pod_view_measures(nodes=sizes.query_nodes[-1], rounds=sizes.ingest_rounds))
         emit(f"# load_average={load_average()}")
     if "influx" in names:
         show(

@@ -79,8 +79,7 @@ class Feeder:
         for batch in self._cluster.scrape(scraped_at_ns=scraped_at_ns):
             now = state.clock_ns()
             points = state.pipeline.ingest(batch, now_ns=now)
-            query.store.add(points, now_ns=now)
-            query.store.add_labels(batch)
+            query.take(batch, points, now_ns=now)
             self._sink.write(points)
         self.scraped_at_ns = scraped_at_ns
 

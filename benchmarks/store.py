@@ -14,8 +14,12 @@ import time
 import tracemalloc
 from dataclasses import dataclass
 
+import orjson
+
+from aggregator.api.pod_list_view import PodListView
 from aggregator.gc_tuning import tune_garbage_collector
 from aggregator.points import Point
+from aggregator.query.selector import EVERYTHING
 from aggregator.query.service import QueryService
 from aggregator.query.store import RecentStore
 from benchmarks.ingest import (
@@ -128,6 +132,56 @@ def pod_usage_measures(*, nodes: int, queries: int) -> list[Measure]:
         Measure(f"{prefix}.cpu_p50_ms", percentile(cpus, 0.5), "ms"),
         Measure(f"{prefix}.cpu_p50_ms_default_gc", percentile(cpus_default_gc, 0.5), "ms"),
         Measure(f"{prefix}.cpu_p50_ms_gc_paused", percentile(cpus_without_gc, 0.5), "ms"),
+    ]
+
+
+def pod_view_measures(*, nodes: int, rounds: int) -> list[Measure]:
+    """metrics.k8s.io's pod-list view (``PodListView``) over ``nodes`` x 30 pods, in-process: the list that
+    builds it, what it adds to each batch while active, and lists from it right after a round landed."""
+    produced = produced_rounds(nodes, WARM_UP_ROUNDS + rounds)
+    store = bench_store()
+    clock_ns = produced[0].now_ns
+    service = QueryService(store, cluster="bench", clock_ns=lambda: clock_ns)
+    view = PodListView(service, idle_seconds=3600)
+    for fed in produced[:WARM_UP_ROUNDS]:
+        clock_ns = fed.now_ns
+        feed(store, fed)
+    gc.collect()
+    defaults = tune_garbage_collector()
+    try:
+        cpu_started, wall_started = time.process_time(), time.perf_counter()
+        view.pods_list(namespace=None, selector=EVERYTHING)
+        first_wall, first_cpu = time.perf_counter() - wall_started, time.process_time() - cpu_started
+        note_cpu = 0.0
+        samples = 0
+        walls: list[float] = []
+        cpus: list[float] = []
+        for fed in produced[WARM_UP_ROUNDS:]:
+            clock_ns = fed.now_ns
+            # As the ingest route does: each batch's points and labels, then the view re-renders its pods.
+            for batch, points in zip(fed.batches, fed.points, strict=False):
+                store.add(points, now_ns=fed.now_ns)
+                store.add_labels(batch)
+                started = time.process_time()
+                view.note(batch)
+                note_cpu += time.process_time() - started
+                samples += len(batch.containers)
+            store.add(fed.points[-1], now_ns=fed.now_ns)  # the tick's
+            cpu_started, wall_started = time.process_time(), time.perf_counter()
+            body = view.pods_list(namespace=None, selector=EVERYTHING)
+            walls.append((time.perf_counter() - wall_started) * 1000)
+            cpus.append((time.process_time() - cpu_started) * 1000)
+            pods = len(orjson.loads(body)["items"])
+    finally:
+        gc.set_threshold(*defaults)
+    prefix = f"query.store.pod_view.pods{nodes * 30}"
+    return [
+        Measure(f"{prefix}.first_list_cpu_ms", first_cpu * 1000, "ms"),
+        Measure(f"{prefix}.first_list_ms", first_wall * 1000, "ms"),
+        Measure(f"{prefix}.note_cpu_us_per_container", note_cpu / max(1, samples) * 1e6, "us"),
+        Measure(f"{prefix}.items", pods, "pods", nodes * 30, "min"),
+        Measure(f"{prefix}.list_after_round_p50_ms", percentile(walls, 0.5), "ms"),
+        Measure(f"{prefix}.list_after_round_cpu_p50_ms", percentile(cpus, 0.5), "ms"),
     ]
 
 

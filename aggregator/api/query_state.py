@@ -4,31 +4,43 @@ Usage::
 
     query = build_query_api(settings, clock_ns=time.time_ns)    # store + InfluxDB history (v1 API)
     app.state.query = query                                      # read by ``query_deps.get_query_api``
-    query.store.add(points, now_ns=now); query.store.add_labels(batch)
+    query.take(batch, points, now_ns=now)                        # after the pipeline, per batch
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import requests
 from pydantic import SecretStr
 
+from aggregator.api.pod_list_view import PodListView
+from aggregator.points import Point
 from aggregator.query.history import History
 from aggregator.query.service import QueryService
 from aggregator.query.store import RecentStore
 from aggregator.settings import AggregatorSettings
 from aggregator.sinks.influx_v1 import InfluxV1Backend
+from collector.wire import Batch
 
 
 @dataclass(frozen=True, slots=True)
 class QueryApi:
-    """The query side of one app: ``service`` answers, ``token`` (when set) is required of every caller."""
+    """The query side of one app: ``service`` answers, ``token`` (when set) is required of every caller,
+    ``pods_view`` keeps all-pods lists rendered while they are asked for."""
 
     service: QueryService
+    pods_view: PodListView
     token: SecretStr | None = None
+
+    def take(self, batch: Batch, points: Sequence[Point], *, now_ns: int) -> None:
+        """What the query API keeps of an ingested ``batch`` and the pipeline's ``points`` (wall clock ns)."""
+        store = self.service.store
+        store.add(points, now_ns=now_ns)
+        store.add_labels(batch)
+        self.pods_view.note(batch)
 
     @property
     def store(self) -> RecentStore:
@@ -82,4 +94,8 @@ def build_query_api(
         history=build_history(settings) if history is None else history,
         clock_ns=clock_ns,
     )
-    return QueryApi(service=service, token=settings.query_token)
+    return QueryApi(
+        service=service,
+        pods_view=PodListView(service, idle_seconds=settings.pod_list_view_idle_seconds),
+        token=settings.query_token,
+    )

@@ -50,11 +50,13 @@ def _name(member: tuple[str, object]) -> str:
 class PodIndex(Generic[V]):
     """Pods in (cluster, namespace, pod) order, each with its containers' values sorted by container name."""
 
-    __slots__ = ("_members", "_order")
+    __slots__ = ("_members", "_order", "generation")
 
     def __init__(self) -> None:
         self._members: dict[PodKey, list[tuple[str, V]]] = {}
         self._order: list[tuple[PodKey, list[tuple[str, V]]]] = []
+        self.generation = 0
+        """Counts pods added and removed: unchanged, the same pods are indexed."""
 
     def __len__(self) -> int:
         return len(self._order)
@@ -65,6 +67,7 @@ class PodIndex(Generic[V]):
         if members is None:
             self._members[pod] = [(container, value)]
             insort(self._order, (pod, self._members[pod]), key=_key)
+            self.generation += 1
             return
         at = bisect_left(members, container, key=_name)
         if at < len(members) and members[at][0] == container:
@@ -84,6 +87,11 @@ class PodIndex(Generic[V]):
         if not members:
             del self._members[pod]
             del self._order[bisect_left(self._order, pod, key=_key)]
+            self.generation += 1
+
+    def get(self, pod: PodKey) -> list[tuple[str, V]] | None:
+        """The containers of ``pod`` by name, or ``None`` when it is not indexed."""
+        return self._members.get(pod)
 
     def pods(
         self, cluster: str, *, namespace: str | None = None, pod: str | None = None

@@ -196,8 +196,13 @@ class QueryService:
 
     # -- latest usage (metrics.k8s.io) -------------------------------------------------------------------
 
+    @property
+    def fresh_ns(self) -> int:
+        """How old (ns) an entity's latest sample may be for metrics.k8s.io to show it."""
+        return FRESH_RESOLUTIONS * self.resolution_ns
+
     def _not_before_ns(self) -> int:
-        return self.now_ns() - FRESH_RESOLUTIONS * self.resolution_ns
+        return self.now_ns() - self.fresh_ns
 
     def node_usage(self, name: str | None = None, selector: Selector = EVERYTHING) -> list[NodeUsage]:
         """Latest usage of every fresh node matching ``selector`` (or of node ``name``), sorted by name."""

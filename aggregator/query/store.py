@@ -268,6 +268,7 @@ class RecentStore:
         # Labels and when they were last reported (ns), apart so that a copy of all labels is one call.
         self._pod_labels: dict[tuple[str, str], Mapping[str, str]] = {}
         self._pod_labels_seen: dict[tuple[str, str], int] = {}
+        self._pod_labels_generation = 0
         self._node_labels: dict[str, Mapping[str, str]] = {}
         self._node_labels_seen: dict[str, int] = {}
         # Buckets are stored relative to ``_base`` (small numbers, shared by every series of a batch).
@@ -441,7 +442,10 @@ class RecentStore:
             for pod in batch.pods:
                 if pod.labels is not None:
                     key = (sys.intern(pod.namespace), sys.intern(pod.pod))
-                    pod_labels[key] = _same_or_new(pod_labels.get(key), pod.labels)
+                    previous = pod_labels.get(key)
+                    held = pod_labels[key] = _same_or_new(previous, pod.labels)
+                    if held is not previous:
+                        self._pod_labels_generation += 1
                     pod_seen[key] = seen_ns
             node_sample = batch.node_sample
             if node_sample is not None and node_sample.labels is not None:
@@ -483,7 +487,8 @@ class RecentStore:
                     entities[entity] = new_head
                     if entities is self._containers:
                         self._pods.put(entity[:3], entity[3], new_head)
-        _forget_older(self._pod_labels, self._pod_labels_seen, now_ns - self._eviction_ns)
+        if _forget_older(self._pod_labels, self._pod_labels_seen, now_ns - self._eviction_ns):
+            self._pod_labels_generation += 1
         _forget_older(self._node_labels, self._node_labels_seen, now_ns - self._eviction_ns)
         self._evicted += evicted
         return evicted
@@ -774,34 +779,77 @@ class RecentStore:
         """
         result: list[PodLatest] = []
         with self._lock:
-            if self._base is None or self._latest_indices is None:
+            low_ns = self._low_ns(not_before_ns)
+            if low_ns is None:
                 return result
-            low, _ = self._window()
-            low = max(low, -(-not_before_ns // self._resolution_ns) - self._base)
-            low_ns = (low + self._base) * self._resolution_ns
-            indexed = self._latest_indexed
-            append = result.append
+            latest = self._pod_latest
             for key, members in self._pods.pods(cluster, namespace=namespace, pod=pod):
-                if len(members) == 1:  # most pods: written out, it is most of a 30,000-pod list
-                    [(name, head)] = members
-                    found = head.latest if head.next is None else indexed(head, low_ns)
-                    if found is not None and found[0] >= low_ns:
-                        append((key[1], key[2], found[0], ((name, found),)))
-                    continue
-                newest = low_ns - 1
-                current: list[ContainerLatest] = []
-                for name, head in members:
-                    found = head.latest if head.next is None else indexed(head, low_ns)
-                    if found is None or found[0] < newest:
-                        continue
-                    if found[0] > newest:
-                        newest = found[0]
-                        current = [(name, found)]
-                    else:
-                        current.append((name, found))
-                if current:
-                    append((key[1], key[2], newest, tuple(current)))
+                found = latest(key, members, low_ns)
+                if found is not None:
+                    result.append(found)
         return result
+
+    def latest_of_pods(
+        self, cluster: str, pods: Iterable[tuple[str, str]], *, not_before_ns: int
+    ) -> dict[tuple[str, str], PodLatest | None]:
+        """:meth:`latest_by_pod` for each ``(namespace, pod)`` of ``pods`` in ``cluster``, under one lock;
+        ``None`` for a pod without a fresh container (or not held)."""
+        result: dict[tuple[str, str], PodLatest | None] = {}
+        with self._lock:
+            low_ns = self._low_ns(not_before_ns)
+            get = self._pods.get
+            for namespace, pod in pods:
+                key = (cluster, namespace, pod)
+                members = get(key)
+                result[namespace, pod] = (
+                    None if members is None or low_ns is None else self._pod_latest(key, members, low_ns)
+                )
+        return result
+
+    @property
+    def pod_generation(self) -> int:
+        """Changes whenever a pod is added to or evicted from the store (see :meth:`pod_keys`)."""
+        with self._lock:
+            return self._pods.generation
+
+    def pod_keys(self, cluster: str) -> tuple[int, list[tuple[str, str]]]:
+        """The :attr:`pod_generation` and every held ``(namespace, pod)`` of ``cluster``, in order."""
+        with self._lock:
+            return self._pods.generation, [(key[1], key[2]) for key, _ in self._pods.pods(cluster)]
+
+    def fresh_since_ns(self, not_before_ns: int) -> int | None:
+        """The oldest bucket start (ns) :meth:`latest_by_pod` accepts for ``not_before_ns``; ``None`` when
+        the store holds nothing (or does not keep ``LATEST_FIELDS``)."""
+        with self._lock:
+            return self._low_ns(not_before_ns)
+
+    def _low_ns(self, not_before_ns: int) -> int | None:
+        """The oldest bucket start (ns) a latest value can have: in the window, not before the given time."""
+        if self._base is None or self._latest_indices is None:
+            return None
+        low, _ = self._window()
+        low = max(low, -(-not_before_ns // self._resolution_ns) - self._base)
+        return (low + self._base) * self._resolution_ns
+
+    def _pod_latest(self, key: Entity, members: list[tuple[str, _Series]], low_ns: int) -> PodLatest | None:
+        if len(members) == 1:  # the common case, written out: it is most of a 30,000-pod list
+            [(name, head)] = members
+            found = head.latest if head.next is None else self._latest_indexed(head, low_ns)
+            if found is None or found[0] < low_ns:
+                return None
+            return (key[1], key[2], found[0], ((name, found),))
+        newest = low_ns - 1
+        current: list[ContainerLatest] = []
+        for name, head in members:
+            found = head.latest if head.next is None else self._latest_indexed(head, low_ns)
+            if found is None or found[0] < newest:
+                continue
+            if found[0] > newest:
+                newest = found[0]
+                current = [(name, found)]
+            else:
+                current.append((name, found))
+        return (key[1], key[2], newest, tuple(current)) if current else None
 
     @staticmethod
     def _latest_indexed(head: _Series, low_ns: int) -> Latest | None:
@@ -842,6 +890,12 @@ class RecentStore:
         with self._lock:
             return self._pod_labels.get((namespace, pod), _NO_LABELS)
 
+    @property
+    def pod_labels_generation(self) -> int:
+        """Changes whenever a pod's labels change, appear or are forgotten."""
+        with self._lock:
+            return self._pod_labels_generation
+
     def all_pod_labels(self) -> dict[tuple[str, str], Mapping[str, str]]:
         """``(namespace, pod)`` -> the labels last reported, for every pod that reported some (a copy)."""
         with self._lock:
@@ -863,6 +917,9 @@ def _same_or_new(previous: Mapping[str, str] | None, labels: Mapping[str, str]) 
     return {sys.intern(key): value for key, value in labels.items()}
 
 
-def _forget_older(labels: dict[_K, Mapping[str, str]], seen: dict[_K, int], cutoff_ns: int) -> None:
-    for key in [key for key, seen_ns in seen.items() if seen_ns < cutoff_ns]:
+def _forget_older(labels: dict[_K, Mapping[str, str]], seen: dict[_K, int], cutoff_ns: int) -> int:
+    """Drop the labels last seen before ``cutoff_ns``; how many."""
+    forgotten = [key for key, seen_ns in seen.items() if seen_ns < cutoff_ns]
+    for key in forgotten:
         del labels[key], seen[key]
+    return len(forgotten)

@@ -195,8 +195,7 @@ def _ingest(parsed: ParsedBatch, response: Response, state: StateDep, sink: Sink
         metrics.batches_received.labels(outcome="invalid").inc()
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
     if state.query is not None:
-        state.query.store.add(points, now_ns=now_ns)
-        state.query.store.add_labels(batch)
+        state.query.take(batch, points, now_ns=now_ns)
     if points:
         if _takes_scrape_time(sink):
             cast(MonitoredSink, sink).write(points, scraped_at_ns=batch.scraped_at_ns)

@@ -18,8 +18,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
-from aggregator.api.metrics_k8s_json import node_metrics, node_metrics_list, pod_metrics, pod_metrics_list
-from aggregator.api.query_deps import QueryServiceDep, require_query_token
+from aggregator.api.metrics_k8s_json import node_metrics, node_metrics_list, pod_metrics
+from aggregator.api.query_deps import QueryApiDep, QueryServiceDep, require_query_token
 from aggregator.api.schemas_metrics_k8s import (
     GROUP,
     GROUP_VERSION,
@@ -191,11 +191,9 @@ def get_node_metrics(service: QueryServiceDep, name: Name) -> Response:
     response_model_exclude_none=True,
     summary="PodMetrics of every pod",
 )
-def list_all_pod_metrics(service: QueryServiceDep, label_selector: LabelSelector = None) -> Response:
+def list_all_pod_metrics(query: QueryApiDep, label_selector: LabelSelector = None) -> Response:
     """Latest usage of every pod in every namespace (matching ``labelSelector``)."""
-    selector = parse_selector(label_selector)
-    pods = service.pod_usage(selector=selector)
-    return _json(pod_metrics_list(pods, now_ns=service.now_ns(), resolution_ns=service.resolution_ns))
+    return _json(query.pods_view.pods_list(namespace=None, selector=parse_selector(label_selector)))
 
 
 @router.get(
@@ -205,12 +203,10 @@ def list_all_pod_metrics(service: QueryServiceDep, label_selector: LabelSelector
     summary="PodMetrics of a namespace's pods",
 )
 def list_pod_metrics(
-    service: QueryServiceDep, namespace: Namespace, label_selector: LabelSelector = None
+    query: QueryApiDep, namespace: Namespace, label_selector: LabelSelector = None
 ) -> Response:
     """Latest usage of every pod of ``namespace`` (matching ``labelSelector``); empty for an unknown one."""
-    selector = parse_selector(label_selector)
-    pods = service.pod_usage(namespace=namespace, selector=selector)
-    return _json(pod_metrics_list(pods, now_ns=service.now_ns(), resolution_ns=service.resolution_ns))
+    return _json(query.pods_view.pods_list(namespace=namespace, selector=parse_selector(label_selector)))
 
 
 @router.get(

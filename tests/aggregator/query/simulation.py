@@ -42,7 +42,8 @@ class Simulation:
     resolution_seconds: float = 10.0
     cluster: str = "test"
     node_labels: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
-    pod_labels: Mapping[tuple[str, str], Mapping[str, str]] = field(default_factory=dict)
+    pod_labels: Mapping[tuple[str, str], Mapping[str, str] | None] = field(default_factory=dict)
+    """Per pod; ``None``: its samples carry no labels (a kubelet whose pod list failed)."""
     node_cpu_millicores: float = 1500.0
     node_memory_bytes: int = 2 * 1024**3
     start_ns: int = START_NS
@@ -88,7 +89,7 @@ class Simulation:
                     pod=pod,
                     pod_id=f"{node}-{namespace}-{pod}",
                     timestamp_ns=at,
-                    labels=dict(self.pod_labels.get((namespace, pod), {"app": pod})),
+                    labels=_labels(self.pod_labels.get((namespace, pod), {"app": pod})),
                     network=NetworkCounters(rx_bytes_total=round(rx * elapsed_s), tx_bytes_total=0),
                 )
                 for (namespace, pod), rx in sorted(pods.items())
@@ -140,6 +141,10 @@ class Simulation:
     def now_ns(self) -> int:
         """Wall clock just after the last scrape run."""
         return self.scrape_time_ns(max(self.scrape - 1, 0)) + NS_PER_S
+
+
+def _labels(labels: Mapping[str, str] | None) -> dict[str, str] | None:
+    return None if labels is None else dict(labels)
 
 
 def make_pipeline(sim: Simulation, *, grace_seconds: float = 1.0) -> Pipeline:

@@ -2,7 +2,9 @@
 
 The server (tests/collector/sources/fake_kubelet.py) uses a CA and a serving certificate generated here; it
 answers like a kubelet (``/stats/summary``, ``/pods``) and like the API server (``/api/v1/nodes/<name>``),
-and can be told to answer 401/403/500, garbage, a truncated body, or nothing at all.
+and can be told to answer 401/403/500, garbage, a truncated body, or nothing at all. The source counts each
+failure by cause and raises it with that cause, logging nothing itself: the agent logs episodes
+(tests/collector/test_agent.py).
 """
 
 from __future__ import annotations
@@ -109,11 +111,12 @@ def _expected(node_payload: bytes | None = None) -> Any:
     )
 
 
-def _errors(caplog: pytest.LogCaptureFixture) -> list[str]:
+def _logged(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """What the kubelet source logged at INFO and above."""
     return [
         r.getMessage()
         for r in caplog.records
-        if r.name == kubelet_module.__name__ and r.levelno >= logging.ERROR
+        if r.name == kubelet_module.__name__ and r.levelno >= logging.INFO
     ]
 
 
@@ -220,10 +223,10 @@ def test_rotated_token_is_read_again(
     assert kubelet.requests[-1] == ("/pods", "Bearer token-two")
 
 
-# --- failures: one line per episode, a counter per cause, recovery -----------------------------------------
+# --- failures: a counter and a cause per failure, raised (the agent logs episodes), recovery --------------
 
 
-def test_wrong_token_is_logged_once_counted_and_recovers(
+def test_wrong_token_is_counted_raised_with_its_cause_and_recovers(
     kubelet: FakeKubelet,
     make_source: Callable[..., KubeletSource],
     token_file: Path,
@@ -233,16 +236,17 @@ def test_wrong_token_is_logged_once_counted_and_recovers(
     source = make_source(kubelet.url)
     with caplog.at_level(logging.DEBUG, logger=kubelet_module.__name__):
         for _ in range(3):
-            with pytest.raises(SourceAuthError, match="401"):
+            with pytest.raises(SourceAuthError, match="401") as raised:
                 source.collect()
+            assert raised.value.cause == "unauthorized"
         assert source.failures.unauthorized == 3
-        [line] = _errors(caplog)
-        assert "401 Unauthorized" in line
-        assert str(token_file) in line
-        assert "rejected" in line
+        message = str(raised.value)
+        assert "401 Unauthorized" in message
+        assert str(token_file) in message
+        assert "rejected" in message
         token_file.write_text("the-real-token")
         assert source.collect() == _expected()
-    assert any(r.levelno == logging.INFO and "readable again" in r.getMessage() for r in caplog.records)
+    assert _logged(caplog) == []  # the agent logs the episode, once
     assert source.scrapes == 1
 
 
@@ -276,7 +280,7 @@ def test_forbidden_names_the_rbac_the_endpoint_needs(
         ("truncated", "truncated", "cut off"),
     ],
 )
-def test_bad_answers_fail_the_scrape_once_logged_and_recover(
+def test_bad_answers_fail_the_scrape_with_their_cause_and_recover(
     kubelet: FakeKubelet,
     make_source: Callable[..., KubeletSource],
     caplog: pytest.LogCaptureFixture,
@@ -291,10 +295,11 @@ def test_bad_answers_fail_the_scrape_once_logged_and_recover(
             with pytest.raises(SourceError, match=words) as raised:
                 source.collect()
             assert not isinstance(raised.value, SourceAuthError)
+            assert raised.value.cause == cause
         assert getattr(source.failures, cause) == 2
-        assert len(_errors(caplog)) == 1
         kubelet.mode = "ok"
         assert source.collect() == _expected()
+    assert _logged(caplog) == []
 
 
 def test_a_hanging_kubelet_times_out_within_the_deadline(
@@ -338,22 +343,18 @@ def test_an_oversized_answer_is_refused(
     assert source.failures.bad_payload == 1
 
 
-def test_different_causes_each_get_their_line(
-    kubelet: FakeKubelet, make_source: Callable[..., KubeletSource], caplog: pytest.LogCaptureFixture
+def test_each_failure_carries_its_own_cause_and_counter(
+    kubelet: FakeKubelet, make_source: Callable[..., KubeletSource]
 ) -> None:
     source = make_source(kubelet.url)
-    with caplog.at_level(logging.INFO, logger=kubelet_module.__name__):
-        for mode in ("500", "500", "garbage", "garbage", "500"):
-            kubelet.mode = mode
-            with pytest.raises(SourceError):
-                source.collect()
-        kubelet.mode = "ok"
-        source.collect()
-        kubelet.mode = "500"
-        with pytest.raises(SourceError):
+    causes = []
+    for mode in ("500", "500", "garbage", "garbage", "500"):
+        kubelet.mode = mode
+        with pytest.raises(SourceError) as raised:
             source.collect()
-    assert len(_errors(caplog)) == 4  # 500, garbage, 500 again, then a new episode after recovery
-    assert source.failures.http_error == 4
+        causes.append(raised.value.cause)
+    assert causes == ["http_error", "http_error", "bad_payload", "bad_payload", "http_error"]
+    assert source.failures.http_error == 3
     assert source.failures.bad_payload == 2
 
 

@@ -4,7 +4,8 @@ Exit status 2 with one line per bad setting (naming its environment variable) wh
 invalid, 1 when the metrics API cannot be set up or a server cannot start; defaults listen on
 127.0.0.1:8080 and write through the v1 API to http://127.0.0.1:8086, database ``kpulse`` (created when
 missing). With ``KPULSE_AGGREGATOR_METRICS_API_PORT`` set, the same process and event loop also serve
-``metrics.k8s.io`` over HTTPS to the Kubernetes API server (docs/deploy.md); SIGTERM stops both.
+``metrics.k8s.io`` over HTTPS to the Kubernetes API server (docs/deploy.md), re-reading its front-proxy
+trust periodically; SIGTERM stops both.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from pydantic import ValidationError
 
 from aggregator.api.app import create_app, create_metrics_api_app
 from aggregator.api.deps import configured_token
+from aggregator.api.front_proxy_trust import describe, keep_current
 from aggregator.api.metrics_api_setup import MetricsApiListener, metrics_api_config, prepare_metrics_api
-from aggregator.api.serving import GroupedServer, serve_all
+from aggregator.api.serving import GroupedServer, close_connections, serve_all
 from aggregator.errors import AggregatorError
 from aggregator.gc_tuning import tune_garbage_collector
 from aggregator.settings import AggregatorSettings, get_settings
@@ -100,6 +102,7 @@ def main() -> int:
             ssl_keyfile=settings.tls_key_file,
         )
     ]
+    listener: MetricsApiListener | None = None
     with contextlib.ExitStack() as cleanup:
         if settings.metrics_api_port is not None:
             try:
@@ -111,9 +114,9 @@ def main() -> int:
             except (AggregatorError, OSError) as exc:
                 log.error("the metrics API (KPULSE_AGGREGATOR_METRICS_API_PORT) cannot start: %s", exc)
                 return EXIT_FAILED
-            _log_metrics_api(listener)
+            _log_metrics_api(listener, settings.metrics_api_requestheader_reload_seconds)
             metrics_api = create_metrics_api_app(
-                app.state.aggregator, trust=listener.trust, authorizer=listener.authorizer
+                app.state.aggregator, trust=listener.trust.current, authorizer=listener.authorizer
             )
             configs.append(metrics_api_config(metrics_api, listener, access_log=access_log))
         try:
@@ -122,19 +125,41 @@ def main() -> int:
         except OSError as exc:  # ssl.SSLError included
             log.error("cannot load the TLS certificate or key: %s", exc)
             return EXIT_FAILED
-        stopped_cleanly = asyncio.run(serve_all([GroupedServer(config) for config in configs]))
+        servers = [GroupedServer(config) for config in configs]
+        background = []
+        if listener is not None:
+            metrics_api_server = servers[-1]
+            background.append(
+                keep_current(
+                    listener.trust,
+                    period_seconds=settings.metrics_api_requestheader_reload_seconds,
+                    metrics=app.state.aggregator.metrics,
+                    on_ca_change=lambda: _reconnect_clients(metrics_api_server),
+                )
+            )
+        stopped_cleanly = asyncio.run(serve_all(servers, background))
     return 0 if stopped_cleanly else EXIT_FAILED
 
 
-def _log_metrics_api(listener: MetricsApiListener) -> None:
+def _reconnect_clients(server: uvicorn.Server) -> None:
+    # A connection verified against a CA since removed must not carry on: its client handshakes again.
+    closed = close_connections(server)
+    if closed:
+        log.info(
+            "closed %d metrics API connection(s) verified against the previous front-proxy CA set", closed
+        )
+
+
+def _log_metrics_api(listener: MetricsApiListener, reload_seconds: float) -> None:
     log.info(
         "metrics.k8s.io for the Kubernetes API server on https://%s:%d (%s serving certificate); front proxy "
-        "trusted from %s, allowed names %s",
+        "trusted from %s (read again every %g s): %s",
         listener.host,
         listener.port,
         "self-signed" if listener.self_signed else "configured",
-        listener.trust_source,
-        list(listener.trust.allowed_names) or "any",
+        listener.trust.source.description,
+        reload_seconds,
+        describe(listener.trust.current()),
     )
     if listener.authorizer is None:
         log.warning(

@@ -10,7 +10,7 @@
 
 A sink error is retried by the writer; a permanent one is logged with the server's message and counted.
 A Kubernetes API error fails the metrics-API request closed (503); a front-proxy configuration error stops
-the aggregator at start-up.
+the aggregator at start-up, and later (a periodic re-read) keeps the last good trust, logged and counted.
 """
 
 from __future__ import annotations

@@ -39,6 +39,8 @@ BATCH_OUTCOMES = (
 """Labels of ``batches_received``: what became of an ingest request."""
 METRICS_API_OUTCOMES = ("allowed", "unauthenticated", "forbidden", "authorization_failed")
 """Labels of ``metrics_api_requests``: what became of a request to the metrics API port (probes aside)."""
+TRUST_RELOAD_OUTCOMES = ("unchanged", "changed", "failed")
+"""Labels of ``metrics_api_trust_reloads``: what a periodic re-read of the front-proxy trust found."""
 
 SCRAPE_TO_WRITE_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0)
 """Seconds; a healthy pipeline writes within about one interval plus the flush interval."""
@@ -96,6 +98,15 @@ class AggregatorMetrics:
         )
         for outcome in METRICS_API_OUTCOMES:
             self.metrics_api_requests.labels(outcome=outcome)
+        self.metrics_api_trust_reloads = Counter(
+            f"{PREFIX}_metrics_api_trust_reloads",
+            "Periodic re-reads of the metrics API's front-proxy trust (requestheader CA, names, headers) by "
+            "outcome: unchanged, changed, failed (the last good trust stays in force).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        for outcome in TRUST_RELOAD_OUTCOMES:
+            self.metrics_api_trust_reloads.labels(outcome=outcome)
         self._state = _StateCollector()
         self.registry.register(self._state)
 

@@ -101,6 +101,8 @@ class AggregatorSettings(BaseSettings):
     metrics_api_requestheader_group_headers: Names = ["X-Remote-Group"]
     metrics_api_requestheader_extra_headers_prefix: Names = ["X-Remote-Extra-"]
     metrics_api_requestheader_uid_headers: Names = []
+    metrics_api_requestheader_reload_seconds: Annotated[float, Field(gt=0)] = 60.0
+    """How often the front-proxy trust (CA file or ConfigMap) is read again; a failed read keeps the last."""
     metrics_api_kubernetes_url: HttpUrl | None = None
     """The API server (ConfigMap, SubjectAccessReviews); unset: https://$KUBERNETES_SERVICE_HOST:$..._PORT."""
     metrics_api_service_account_dir: Path = Path("/var/run/secrets/kubernetes.io/serviceaccount")

@@ -1,7 +1,9 @@
 """The node agent's loop: scrape the source on a fixed schedule, make a batch, hand it to the shipper.
 
 Scrapes are aligned to multiples of the interval (10:00:00, 10:00:10, ...) so that the aggregator's
-time buckets, which are the same multiples, receive exactly one scrape each from every node.
+time buckets, which are the same multiples, receive exactly one scrape each from every node. A source that
+cannot be read is logged here, and only here: one line when a failure episode starts (a run of failed
+scrapes with one cause; another cause starts another episode), one when the source is readable again.
 """
 
 from __future__ import annotations
@@ -53,7 +55,9 @@ class Agent:
         self._interval_seconds = interval_seconds
         self._clock_ns = clock_ns
         self._heartbeat_file = heartbeat_file
-        self._failing = False
+        self._failing_cause: str | None = None
+        """The cause of the episode under way; ``None`` while the source is readable."""
+        self._failed_in_a_row = 0
         self.stats = AgentStats()
 
     def scrape_once(self) -> Batch:
@@ -83,13 +87,19 @@ class Agent:
             batch = self.scrape_once()
         except SourceError as exc:
             self.stats.scrape_failures += 1
-            if not self._failing:
-                self._failing = True
+            self._failed_in_a_row += 1
+            if exc.cause == self._failing_cause:
+                log.debug("scrape failed again: %s", exc)
+            else:
+                self._failing_cause = exc.cause
                 log.error("scrape failed: %s (will keep trying every %gs)", exc, self._interval_seconds)
             return
-        if self._failing:
-            self._failing = False
-            log.info("%s source readable again", self._source.name)
+        if self._failing_cause is not None:
+            log.info(
+                "%s source readable again after %d failed scrape(s)", self._source.name, self._failed_in_a_row
+            )
+            self._failing_cause = None
+            self._failed_in_a_row = 0
         log.debug(
             "scraped %d containers, %d pods in %.3fs",
             len(batch.containers),

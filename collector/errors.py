@@ -6,6 +6,8 @@
     └── ShipError            a batch could not be delivered to the aggregator (retried, then buffered)
 
 One container that cannot be read is not an error of the scrape: the source skips it, logs and counts it.
+A source raises ``SourceError`` without logging it; the agent's loop, which carries on, logs it once per
+episode (see collector/agent.py).
 """
 
 from __future__ import annotations
@@ -16,7 +18,15 @@ class CollectorError(Exception):
 
 
 class SourceError(CollectorError):
-    """The runtime could not be read this scrape; the message names the source and the cause."""
+    """The runtime could not be read this scrape; the message names the source and the cause.
+
+    ``cause`` is a short key for the kind of failure (``connection``, ``unauthorized``, ...): a run of
+    failed scrapes with one cause is one episode, logged once.
+    """
+
+    def __init__(self, message: str, *, cause: str = "unreadable") -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 class SourceAuthError(SourceError):

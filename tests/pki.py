@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import os
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -125,3 +126,10 @@ class TestCa:
         )
         issued.key_file.chmod(0o600)
         return issued
+
+
+def publish_bundle(path: Path, *cas: TestCa) -> None:
+    """Replace the CA bundle at ``path`` with ``cas`` in one rename, as a kubelet updates a mounted volume."""
+    staged = path.with_name(f".{path.name}.staged")
+    staged.write_text("".join(ca.pem for ca in cas))
+    os.replace(staged, path)

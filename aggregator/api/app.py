@@ -5,7 +5,7 @@ Usage::
     app = create_app(AggregatorSettings())                    # writes to InfluxDB per the settings
     app = create_app(settings, sink=MemorySink())             # tests: points stay in memory
     uvicorn.run(app, host=settings.host, port=settings.port)
-    api = create_metrics_api_app(app.state.aggregator, trust=trust, authorizer=reviewer)   # for an APIService
+    api = create_metrics_api_app(app.state.aggregator, trust=live.current, authorizer=reviewer)  # APIService
 """
 
 from __future__ import annotations
@@ -150,14 +150,15 @@ def create_app(
 
 
 def create_metrics_api_app(
-    state: AggregatorState, *, trust: RequestHeaderTrust, authorizer: Authorizer | None
+    state: AggregatorState, *, trust: Callable[[], RequestHeaderTrust], authorizer: Authorizer | None
 ) -> FastAPI:
     """The app behind the ``v1beta1.metrics.k8s.io`` APIService: ``metrics.k8s.io`` and its discovery, probes.
 
     It serves the data of ``state`` (the main app's, whose lifespan runs the pipeline and the sink) and owns
-    nothing. Every route but the probes requires the API server's front proxy and a user ``authorizer``
-    allows (``None``: anyone the front proxy names, which is unsafe). No OpenAPI document: the
-    kube-aggregator takes a 404 on ``/openapi/v2`` and ``/openapi/v3`` as "none provided".
+    nothing. Every route but the probes requires the API server's front proxy (``trust`` returns the trust
+    in force, asked per request) and a user ``authorizer`` allows (``None``: anyone the front proxy names,
+    which is unsafe). No OpenAPI document: the kube-aggregator takes a 404 on ``/openapi/v2`` and
+    ``/openapi/v3`` as "none provided".
     """
     if state.query is None:
         raise ValueError("the metrics API needs the query state create_app builds")

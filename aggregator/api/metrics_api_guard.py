@@ -8,12 +8,13 @@ and counted in ``kpulse_aggregator_metrics_api_requests_total``.
 
 Usage::
 
-    app.add_middleware(MetricsApiGuard, trust=trust, authorizer=reviewer, metrics=state.metrics)
+    app.add_middleware(MetricsApiGuard, trust=live.current, authorizer=reviewer, metrics=state.metrics)
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -66,13 +67,16 @@ def forbidden_response(user: UserInfo, attributes: Attributes, reason: str) -> J
 
 
 class MetricsApiGuard:
-    """ASGI middleware: authenticates (front proxy) and authorizes (``authorizer``; ``None``: unsafe, off)."""
+    """ASGI middleware: authenticates (front proxy) and authorizes (``authorizer``; ``None``: unsafe, off).
+
+    ``trust`` is called per request for the trust in force, which a reload may have replaced.
+    """
 
     def __init__(
         self,
         app: ASGIApp,
         *,
-        trust: RequestHeaderTrust,
+        trust: Callable[[], RequestHeaderTrust],
         authorizer: Authorizer | None,
         metrics: AggregatorMetrics,
     ) -> None:
@@ -92,7 +96,7 @@ class MetricsApiGuard:
             return
         client = scope["client"][0] if scope.get("client") else None
         tls = (scope.get("extensions") or {}).get("tls") or {}
-        user = authenticate(tls.get("client_cert_chain") or (), scope["headers"], self._trust)
+        user = authenticate(tls.get("client_cert_chain") or (), scope["headers"], self._trust())
         if isinstance(user, Unauthenticated):
             self._requests.labels(outcome="unauthenticated").inc()
             log.warning("refused metrics API request from %s: %s", client, user.reason)

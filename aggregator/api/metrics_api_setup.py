@@ -2,15 +2,16 @@
 
 The trust (requestheader CA, allowed names, header names) comes from the settings when
 ``KPULSE_AGGREGATOR_METRICS_API_REQUESTHEADER_CLIENT_CA_FILE`` is set, otherwise from the ConfigMap
-``kube-system/extension-apiserver-authentication``, read once through the API server as the pod's service
-account (a rotated front-proxy CA needs a restart). The serving certificate is the configured pair, or a
-self-signed one written into ``workdir``. Authorization is SubjectAccessReviews through the same API server
-unless it was explicitly (and unsafely) switched off.
+``kube-system/extension-apiserver-authentication``, read through the API server as the pod's service
+account. It is read here once (a failure stops the start-up) and again every
+``..._REQUESTHEADER_RELOAD_SECONDS`` while serving (aggregator/api/front_proxy_trust.py). The serving
+certificate is the configured pair, or a self-signed one written into ``workdir``. Authorization is
+SubjectAccessReviews through the same API server unless it was explicitly (and unsafely) switched off.
 
 Usage::
 
     listener = prepare_metrics_api(settings, workdir)          # FrontProxyConfigError, KubernetesApiError
-    app = create_metrics_api_app(state, trust=listener.trust, authorizer=listener.authorizer)
+    app = create_metrics_api_app(state, trust=listener.trust.current, authorizer=listener.authorizer)
     server = uvicorn.Server(metrics_api_config(app, listener, access_log=False))
 """
 
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +36,7 @@ from aggregator.api.front_proxy import (
     check_trust,
     parse_authentication_configmap,
 )
+from aggregator.api.front_proxy_trust import LiveTrust, TrustSource
 from aggregator.api.kube_client import KubernetesApi
 from aggregator.api.serving_cert import CertKeyFiles, default_hosts, write_self_signed
 from aggregator.api.tls_scope import TlsScopeProtocol
@@ -53,10 +54,8 @@ class MetricsApiListener:
     port: int
     serving: CertKeyFiles
     self_signed: bool
-    client_ca_file: Path
-    """The requestheader CA as a file, for the TLS handshake to verify client certificates with."""
-    trust: RequestHeaderTrust
-    trust_source: str
+    trust: LiveTrust
+    """The front-proxy trust in force and the TLS context verifying against its CA, reloaded."""
     authorizer: Authorizer | None
     """``None`` only when authorization was switched off (unsafe)."""
     kubernetes_url: str | None
@@ -102,13 +101,17 @@ def prepare_metrics_api(
         return kube
 
     if settings.metrics_api_requestheader_client_ca_file is not None:
-        trust = trust_from_settings(settings)
-        source = f"{CA_FILE_VARIABLE}={settings.metrics_api_requestheader_client_ca_file}"
+        source = TrustSource(
+            f"{CA_FILE_VARIABLE}={settings.metrics_api_requestheader_client_ca_file}",
+            lambda: trust_from_settings(settings),
+        )
     else:
-        trust = parse_authentication_configmap(kubernetes().get(CONFIGMAP_PATH))
-        source = f"ConfigMap {CONFIGMAP_NAMESPACE}/{CONFIGMAP_NAME} at {kubernetes().url}"
-    client_ca_file = workdir / "requestheader-client-ca.crt"
-    client_ca_file.write_text(trust.client_ca_pem)
+        kube_api = kubernetes()
+        source = TrustSource(
+            f"ConfigMap {CONFIGMAP_NAMESPACE}/{CONFIGMAP_NAME} at {kube_api.url}",
+            lambda: parse_authentication_configmap(kube_api.get(CONFIGMAP_PATH)),
+        )
+    trust = source.load()
 
     if settings.metrics_api_cert_file is not None and settings.metrics_api_key_file is not None:
         serving = CertKeyFiles(settings.metrics_api_cert_file, settings.metrics_api_key_file)
@@ -129,9 +132,7 @@ def prepare_metrics_api(
         port=settings.metrics_api_port,
         serving=serving,
         self_signed=self_signed,
-        client_ca_file=client_ca_file,
-        trust=trust,
-        trust_source=source,
+        trust=LiveTrust(source, trust, serving),
         authorizer=authorizer,
         kubernetes_url=kube.url if kube is not None else None,
     )
@@ -146,11 +147,7 @@ def metrics_api_config(app: FastAPI, listener: MetricsApiListener, *, access_log
         log_config=None,
         access_log=access_log,
         lifespan="off",  # the main app's lifespan runs the pipeline; this one has nothing to start
-        ssl_certfile=listener.serving.cert_file,
-        ssl_keyfile=listener.serving.key_file,
-        # Optional, not required: the kubelet's probes send no certificate. One that is sent must chain to
-        # the requestheader CA or the handshake fails; routes then require it (MetricsApiGuard).
-        ssl_cert_reqs=ssl.CERT_OPTIONAL,
-        ssl_ca_certs=listener.client_ca_file,
+        # The serving certificate, and client certificates verified against the CA set in force.
+        ssl_context_factory=listener.trust.ssl_context_factory,
         http=TlsScopeProtocol,
     )

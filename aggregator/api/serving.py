@@ -3,11 +3,13 @@
 uvicorn installs its own signal handlers per server, and with two servers the second replaces the first's:
 only one would stop. Here uvicorn's are left out and one handler tells every server to exit; a second
 SIGINT forces it, as uvicorn does. A server that stops by itself (it could not bind its port) stops the
-others too, so the main app's lifespan always drains its sink.
+others too, so the main app's lifespan always drains its sink. Background work (the front-proxy trust's
+reloads) runs in the same loop while they serve and is cancelled when they stop.
 
 Usage::
 
-    ok = asyncio.run(serve_all([GroupedServer(main_config), GroupedServer(metrics_api_config)]))
+    ok = asyncio.run(serve_all([GroupedServer(main_config), GroupedServer(metrics_api_config)], [reloads]))
+    close_connections(metrics_api_server)      # clients connect (and handshake) again
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Iterator, Sequence
+from collections.abc import Coroutine, Iterator, Sequence
+from typing import Any
 
 import uvicorn
 
@@ -34,8 +37,13 @@ class GroupedServer(uvicorn.Server):
         yield
 
 
-async def serve_all(servers: Sequence[uvicorn.Server]) -> bool:
-    """Serve until a stop signal or until one server stops; ``True`` when every server started and stopped."""
+async def serve_all(
+    servers: Sequence[uvicorn.Server], background: Sequence[Coroutine[Any, Any, None]] = ()
+) -> bool:
+    """Serve until a stop signal or until one server stops; ``True`` when every server started and stopped.
+
+    ``background`` coroutines run meanwhile and are cancelled once the servers have stopped.
+    """
     loop = asyncio.get_running_loop()
 
     def stop(sig: signal.Signals) -> None:
@@ -46,6 +54,7 @@ async def serve_all(servers: Sequence[uvicorn.Server]) -> bool:
 
     for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, stop, sig)
+    helpers = [asyncio.create_task(coroutine) for coroutine in background]
     try:
         tasks = [asyncio.create_task(_serve(server)) for server in servers]
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -53,9 +62,25 @@ async def serve_all(servers: Sequence[uvicorn.Server]) -> bool:
             server.should_exit = True
         results = await asyncio.gather(*tasks)
     finally:
+        for helper in helpers:
+            helper.cancel()
+        for outcome in await asyncio.gather(*helpers, return_exceptions=True):
+            if isinstance(outcome, Exception):
+                log.error("background task failed: %r", outcome)
         for sig in STOP_SIGNALS:
             loop.remove_signal_handler(sig)
     return all(results)
+
+
+def close_connections(server: uvicorn.Server) -> int:
+    """End ``server``'s connections as its shutdown does: idle ones now, busy ones after their response.
+
+    Returns how many there were. The server keeps listening; clients connect again.
+    """
+    connections = list(server.server_state.connections)
+    for connection in connections:
+        connection.shutdown()
+    return len(connections)
 
 
 async def _serve(server: uvicorn.Server) -> bool:

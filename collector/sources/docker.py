@@ -224,10 +224,13 @@ class DockerSource:
         except APIError as exc:
             error = SourceAuthError if exc.status_code in _AUTH_STATUSES else SourceError
             raise error(
-                f"docker: the engine at {self._engine_url} refused to list containers: {exc}"
+                f"docker: the engine at {self._engine_url} refused to list containers: {exc}",
+                cause="unauthorized" if error is SourceAuthError else "refused",
             ) from exc
         except (DockerException, requests.RequestException, OSError) as exc:
-            raise SourceError(f"docker: cannot reach the engine at {self._engine_url}: {exc}") from exc
+            raise SourceError(
+                f"docker: cannot reach the engine at {self._engine_url}: {exc}", cause="connection"
+            ) from exc
         entries: list[ContainerListEntry] = []
         for raw in raw_entries:
             try:

@@ -3,9 +3,9 @@
 It speaks HTTPS to port 10250 with the pod's service-account token (re-read when the projected token
 rotates) and verifies the kubelet's certificate against a CA, or, when told to, skips verification and says so
 loudly once; or plain HTTP to the read-only port. Optionally it also reads the Node object from the API server
-for capacity and allocatable, refreshed every few minutes. A failed read is logged once per episode with its
-likely cause, counted per cause, and raised as ``SourceError`` so the agent skips the scrape and simply tries
-again at the next tick.
+for capacity and allocatable, refreshed every few minutes. A failed read is counted per cause and raised as
+``SourceError`` carrying its likely cause, so the agent skips the scrape, logs it once per episode and simply
+tries again at the next tick.
 
 Usage::
 
@@ -264,7 +264,6 @@ class KubeletSource:
         self._node_object_read_at: float | None = None
         self._node_object_failing = False
 
-        self._episode: Cause | None = None
         self.failures = KubeletFailures()
         """Failed reads by cause (cumulative)."""
         self.scrapes = 0
@@ -314,9 +313,6 @@ class KubeletSource:
         scrape = build_scrape(
             summary, pods, node_object=self._read_node_object(deadline), scraped_at_ns=scraped_at_ns
         )
-        if self._episode is not None:
-            log.info("kubelet at %s readable again", self._base_url)
-            self._episode = None
         self.scrapes += 1
         return scrape
 
@@ -348,15 +344,11 @@ class KubeletSource:
         return remaining
 
     def _failed(self, path: str, exc: Exception, *, token_sent: bool) -> SourceError:
+        # Counted, not logged: the agent logs the episode, once.
         cause, message = self._describe(path, exc, token_sent=token_sent)
         self.failures.add(cause)
-        if cause != self._episode:
-            log.error("%s", message)
-            self._episode = cause
-        else:
-            log.debug("%s (again)", message)
         error = SourceAuthError if cause in (Cause.UNAUTHORIZED, Cause.FORBIDDEN) else SourceError
-        return error(message)
+        return error(message, cause=cause.value)
 
     def _describe(self, path: str, exc: Exception, *, token_sent: bool) -> tuple[Cause, str]:
         url = self._base_url + path

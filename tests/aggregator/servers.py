@@ -1,5 +1,5 @@
-"""Real servers in threads for tests: the aggregator app under uvicorn, and a TCP forwarder to stand in
-for an InfluxDB that is down (closed port) and then comes back (forwarding to the real one)."""
+"""Real servers in threads for tests: uvicorn (any configuration, or the aggregator app), and a TCP forwarder
+to stand in for an InfluxDB that is down (closed port) and then comes back (forwarding to the real one)."""
 
 from __future__ import annotations
 
@@ -15,23 +15,29 @@ from tests.helpers import wait_until
 
 
 @contextlib.contextmanager
-def serve(app: FastAPI) -> Iterator[str]:
-    """Run ``app`` under uvicorn on a free loopback port (lifespan included); yields its base URL."""
+def serve_config(config: uvicorn.Config) -> Iterator[tuple[int, uvicorn.Server]]:
+    """Run uvicorn with ``config`` on a free loopback port, in a thread; yields the port and the server."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="on"))
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:
         wait_until(lambda: server.started or not thread.is_alive(), 10, "uvicorn did not start")
         assert server.started, "uvicorn stopped during start-up"
-        yield f"http://127.0.0.1:{port}"
+        yield sock.getsockname()[1], server
     finally:
         server.should_exit = True
         thread.join(timeout=30)
         sock.close()
         assert not thread.is_alive(), "uvicorn did not shut down"
+
+
+@contextlib.contextmanager
+def serve(app: FastAPI) -> Iterator[str]:
+    """Run ``app`` under uvicorn on a free loopback port (lifespan included); yields its base URL."""
+    with serve_config(uvicorn.Config(app, log_config=None, access_log=False, lifespan="on")) as (port, _):
+        yield f"http://127.0.0.1:{port}"
 
 
 class TcpForwarder:

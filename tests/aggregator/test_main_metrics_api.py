@@ -5,12 +5,16 @@ service-account directory, as in a pod; the API server is the HTTPS stand-in of
 tests/aggregator/api/kube_standin.py (no kube-apiserver can run here), which publishes the front-proxy CA
 in its ConfigMap and answers SubjectAccessReviews. Front-proxy client certificates, a certificate from
 another CA and one with the wrong name are made here. In the file setup the trust and the serving
-certificate come from settings and authorization is (unsafely) off. Start-up failures exit with a message.
+certificate come from settings and authorization is (unsafely) off. In both, the trust is read again while
+the process serves: the tests rotate the CA (a bundle of both, then the new one alone) and poll until new
+handshakes follow it; a malformed update or an API server that does not answer changes nothing. Start-up
+failures exit with a message.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import ssl
 import subprocess
@@ -24,11 +28,12 @@ from typing import Any
 import pytest
 import requests
 from cryptography import x509
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.aggregator.api.batches import gzip_body, make_batch
 from tests.aggregator.api.kube_standin import CONFIGMAP_PATH, KubeApiStandIn, authentication_configmap_data
 from tests.helpers import free_tcp_port, stop_process, wait_until
-from tests.pki import Issued, TestCa
+from tests.pki import Issued, TestCa, publish_bundle
 
 REPO = Path(__file__).resolve().parents[2]
 GV = "/apis/metrics.k8s.io/v1beta1"
@@ -127,12 +132,16 @@ class Cluster:
     other_ca: Issued
 
     def env(self) -> dict[str, str]:
-        """What a pod has: the API server's Service in the environment, the service account mounted."""
-        return {
-            "KUBERNETES_SERVICE_HOST": "127.0.0.1",
-            "KUBERNETES_SERVICE_PORT": str(self.standin.port),
-            "KPULSE_AGGREGATOR_METRICS_API_SERVICE_ACCOUNT_DIR": str(self.standin.service_account_dir),
-        }
+        return _pod_env(self.standin)
+
+
+def _pod_env(standin: KubeApiStandIn) -> dict[str, str]:
+    """What a pod has: the API server's Service in the environment, the service account mounted."""
+    return {
+        "KUBERNETES_SERVICE_HOST": "127.0.0.1",
+        "KUBERNETES_SERVICE_PORT": str(standin.port),
+        "KPULSE_AGGREGATOR_METRICS_API_SERVICE_ACCOUNT_DIR": str(standin.service_account_dir),
+    }
 
 
 def rbac(spec: dict[str, Any]) -> tuple[bool, str]:
@@ -289,6 +298,170 @@ def test_with_files_it_serves_the_configured_certificate_and_can_skip_authorizat
     assert unnamed.status_code == 401
     assert stop_process(aggregator.process, DEADLINE_SECONDS) == 0  # type: ignore[arg-type]
     assert "KPULSE_AGGREGATOR_METRICS_API_INSECURE_SKIP_AUTHORIZATION is set" in aggregator.log()
+
+
+def _handshakes(aggregator: Aggregator, cert: Issued) -> bool:
+    """``True`` when the metrics port accepts ``cert`` in the TLS handshake (a probe: no authentication)."""
+    assert aggregator.process.poll() is None, f"the aggregator exited:\n{aggregator.log()}"
+    try:
+        requests.get(f"{aggregator.metrics_api}/livez", cert=cert.pair, verify=False, timeout=10)
+    except requests.exceptions.ConnectionError:  # the TLS alert included (SSLError)
+        return False
+    return True
+
+
+def _trust_reloads(aggregator: Aggregator, outcome: str) -> float:
+    """``kpulse_aggregator_metrics_api_trust_reloads_total{outcome=...}`` on the main port's /metrics."""
+    text = requests.get(f"{aggregator.url}/metrics", timeout=10).text
+    return next(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "kpulse_aggregator_metrics_api_trust_reloads_total"
+        and sample.labels == {"outcome": outcome}
+    )
+
+
+def _wait_for_failed_reloads(aggregator: Aggregator, more_than: float) -> None:
+    wait_until(
+        lambda: _trust_reloads(aggregator, "failed") > more_than,
+        DEADLINE_SECONDS,
+        lambda: f"no failed reload counted:\n{aggregator.log()}",
+    )
+
+
+def _half_written(ca: TestCa) -> str:
+    return ca.pem[: len(ca.pem) // 2] + "\n-----END CERTIFICATE-----\n"
+
+
+@pytest.mark.integration
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+def test_a_front_proxy_ca_rotated_in_the_configmap_is_used_without_a_restart(
+    start: Any, tmp_path: Path, influx_url: str, influx_db: str
+) -> None:
+    first, second = TestCa("front-proxy-ca 1"), TestCa("front-proxy-ca 2")
+    old = first.issue(tmp_path, "front-proxy-client", client=True)
+    new = second.issue(tmp_path, "front-proxy-client", client=True)
+    renamed = second.issue(tmp_path, "front-proxy-2", client=True)
+    data = authentication_configmap_data(first.pem, allowed_names=["front-proxy-client"])
+    with KubeApiStandIn(tmp_path, configmap_data=data, policy=rbac) as standin:
+        aggregator = start(
+            KPULSE_AGGREGATOR_INFLUX_URL=influx_url,
+            KPULSE_AGGREGATOR_INFLUX_DATABASE=influx_db,
+            KPULSE_AGGREGATOR_METRICS_API_REQUESTHEADER_RELOAD_SECONDS="0.2",
+            **_pod_env(standin),
+        )
+        _wait_serving(aggregator)
+        assert (_handshakes(aggregator, old), _handshakes(aggregator, new)) == (True, False)
+
+        # A rotation's first step: the API server publishes the old and the new CA.
+        standin.set_configmap_data(
+            authentication_configmap_data(first.pem + second.pem, allowed_names=["front-proxy-client"])
+        )
+        wait_until(lambda: _handshakes(aggregator, new), DEADLINE_SECONDS, aggregator.log)
+        assert _handshakes(aggregator, old)
+        assert _get(aggregator, f"{GV}/nodes", new).status_code == 200
+
+        with requests.Session() as kept_alive:
+
+            def through_kept_connection() -> int | None:
+                try:
+                    return kept_alive.get(
+                        f"{aggregator.metrics_api}{GV}/nodes",
+                        cert=old.pair,
+                        headers={"X-Remote-User": "alice"},
+                        verify=False,
+                        timeout=10,
+                    ).status_code
+                except requests.exceptions.ConnectionError:
+                    return None
+
+            assert through_kept_connection() == 200
+            # The second step: the new CA alone, and the front proxy's certificate has a new name.
+            standin.set_configmap_data(
+                authentication_configmap_data(second.pem, allowed_names=["front-proxy-2"])
+            )
+            wait_until(
+                lambda: _get(aggregator, f"{GV}/nodes", renamed).status_code == 200,
+                DEADLINE_SECONDS,
+                aggregator.log,
+            )
+            assert not _handshakes(aggregator, old)
+            assert _get(aggregator, f"{GV}/nodes", new).status_code == 401  # no longer an allowed name
+            # A connection the old CA verified is closed, and its client cannot connect again. Polled
+            # faster than uvicorn's keep-alive timeout, so only the reload can end it.
+            wait_until(
+                lambda: through_kept_connection() is None,
+                DEADLINE_SECONDS,
+                lambda: f"the connection the old CA verified still serves:\n{aggregator.log()}",
+            )
+
+        # A malformed update, then an API server that does not answer: the last good trust stays.
+        failed = _trust_reloads(aggregator, "failed")
+        standin.set_configmap_data(authentication_configmap_data(_half_written(first), allowed_names=[]))
+        _wait_for_failed_reloads(aggregator, failed)
+        assert (_handshakes(aggregator, renamed), _handshakes(aggregator, old)) == (True, False)
+        assert _get(aggregator, f"{GV}/nodes", new).status_code == 401
+        failed = _trust_reloads(aggregator, "failed")
+        standin.stop()
+        _wait_for_failed_reloads(aggregator, failed)
+        assert (_handshakes(aggregator, renamed), _handshakes(aggregator, old)) == (True, False)
+        assert _trust_reloads(aggregator, "changed") == 2
+
+        assert stop_process(aggregator.process, DEADLINE_SECONDS) == 0  # type: ignore[arg-type]
+    log = aggregator.log()
+    source = f"ConfigMap kube-system/extension-apiserver-authentication at {standin.url}"
+    assert log.count(f"front-proxy trust from {source} changed (new CA set") == 2
+    assert "allowed names ['front-proxy-2']" in log
+    assert re.search(r"closed [1-9]\d* metrics API connection\(s\) verified against the previous", log)
+    assert f"cannot reload the front-proxy trust from {source}: the requestheader client CA from " in log
+    assert "is not PEM" in log
+    assert f"cannot reload the front-proxy trust from {source}: GET {CONFIGMAP_PATH}: the API server" in log
+    assert "Traceback" not in log
+    assert all(line[:4].isdigit() for line in log.splitlines()), "every log event is one line"
+
+
+@pytest.mark.integration
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+def test_a_rotated_ca_file_is_used_without_a_restart_and_a_malformed_one_changes_nothing(
+    start: Any, tmp_path: Path, influx_url: str, influx_db: str
+) -> None:
+    first, second = TestCa("front-proxy-ca 1"), TestCa("front-proxy-ca 2")
+    old = first.issue(tmp_path, "front-proxy-client", client=True)
+    new = second.issue(tmp_path, "front-proxy-client", client=True)
+    ca_file = tmp_path / "front-proxy-ca.crt"
+    publish_bundle(ca_file, first)
+    aggregator = start(
+        KPULSE_AGGREGATOR_INFLUX_URL=influx_url,
+        KPULSE_AGGREGATOR_INFLUX_DATABASE=influx_db,
+        KPULSE_AGGREGATOR_METRICS_API_REQUESTHEADER_CLIENT_CA_FILE=str(ca_file),
+        KPULSE_AGGREGATOR_METRICS_API_REQUESTHEADER_ALLOWED_NAMES="front-proxy-client",
+        KPULSE_AGGREGATOR_METRICS_API_INSECURE_SKIP_AUTHORIZATION="true",
+        KPULSE_AGGREGATOR_METRICS_API_REQUESTHEADER_RELOAD_SECONDS="0.2",
+    )
+    _wait_serving(aggregator)
+    assert (_handshakes(aggregator, old), _handshakes(aggregator, new)) == (True, False)
+
+    publish_bundle(ca_file, second)
+    wait_until(lambda: _handshakes(aggregator, new), DEADLINE_SECONDS, aggregator.log)
+    assert not _handshakes(aggregator, old)
+    assert _get(aggregator, f"{GV}/nodes", new).status_code == 200
+
+    ca_file.write_text(_half_written(second))
+    _wait_for_failed_reloads(aggregator, 0)
+    assert (_handshakes(aggregator, new), _handshakes(aggregator, old)) == (True, False)
+    assert _get(aggregator, f"{GV}/nodes", new).status_code == 200
+
+    assert stop_process(aggregator.process, DEADLINE_SECONDS) == 0  # type: ignore[arg-type]
+    log = aggregator.log()
+    source = f"KPULSE_AGGREGATOR_METRICS_API_REQUESTHEADER_CLIENT_CA_FILE={ca_file}"
+    assert f"front proxy trusted from {source} (read again every 0.2 s)" in log
+    assert log.count(f"front-proxy trust from {source} changed (new CA set") == 1
+    assert (
+        f"cannot reload the front-proxy trust from {source}: the requestheader client CA from "
+        "KPULSE_AGGREGATOR_METRICS_API_REQUESTHEADER_CLIENT_CA_FILE is not PEM" in log
+    )
+    assert "Traceback" not in log
 
 
 def _run(**variables: str) -> subprocess.CompletedProcess[str]:

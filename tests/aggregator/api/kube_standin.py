@@ -107,6 +107,11 @@ class KubeApiStandIn:
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._running = False
 
+    def set_configmap_data(self, data: Mapping[str, str] | None) -> None:
+        """Publish new ConfigMap ``data`` (a rotated front-proxy CA, new names); ``None``: no ConfigMap."""
+        with self._lock:
+            self._configmap_data = dict(data) if data is not None else None
+
     def set_token(self, token: str) -> None:
         """Rotate the service account's token: the file and what the server accepts."""
         self.token = token
@@ -162,7 +167,9 @@ class KubeApiStandIn:
         self._record(Recorded(method, path, dict(headers), body))
         if headers.get("authorization") != f"Bearer {self.token}":
             return 401, _status(401, "Unauthorized", "Unauthorized")
-        if method == "GET" and path == CONFIGMAP_PATH and self._configmap_data is not None:
+        with self._lock:
+            configmap_data = self._configmap_data
+        if method == "GET" and path == CONFIGMAP_PATH and configmap_data is not None:
             return 200, {
                 "kind": "ConfigMap",
                 "apiVersion": "v1",
@@ -173,7 +180,7 @@ class KubeApiStandIn:
                     "resourceVersion": "42",
                     "creationTimestamp": "2024-05-01T10:00:00Z",
                 },
-                "data": self._configmap_data,
+                "data": configmap_data,
             }
         if method == "POST" and path == REVIEW_PATH:
             review = json.loads(body)

@@ -12,8 +12,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import logging
-import socket
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +19,11 @@ from typing import Any
 
 import pytest
 import requests
-import uvicorn
 
 from aggregator.api.app import create_metrics_api_app
 from aggregator.api.authz import Authorizer, SubjectAccessReviewer
 from aggregator.api.front_proxy import RequestHeaderTrust
+from aggregator.api.front_proxy_trust import LiveTrust, TrustSource
 from aggregator.api.kube_client import KubernetesApi
 from aggregator.api.metrics_api_setup import MetricsApiListener, metrics_api_config
 from aggregator.api.serving_cert import default_hosts, write_self_signed
@@ -33,7 +31,7 @@ from aggregator.api.state import AggregatorState
 from tests.aggregator.api.kube_standin import KubeApiStandIn
 from tests.aggregator.query.apps import RunningAggregator, running_aggregator
 from tests.aggregator.query.simulation import SimContainer, Simulation
-from tests.helpers import wait_until
+from tests.aggregator.servers import serve_config
 from tests.pki import Issued, TestCa
 
 GV = "/apis/metrics.k8s.io/v1beta1"
@@ -63,36 +61,20 @@ def serve_metrics_api(
     state: AggregatorState, trust: RequestHeaderTrust, authorizer: Authorizer | None, workdir: Path
 ) -> Iterator[Served]:
     """The metrics-API app under uvicorn, configured as ``python -m aggregator`` configures it."""
-    client_ca_file = workdir / "requestheader-client-ca.crt"
-    client_ca_file.write_text(trust.client_ca_pem)
     serving = write_self_signed(workdir, default_hosts(), datetime.datetime.now(datetime.UTC))
+    live = LiveTrust(TrustSource("the test's trust", lambda: trust), trust, serving)
     listener = MetricsApiListener(
         host="127.0.0.1",
         port=1,  # unused: uvicorn serves the socket below
         serving=serving,
         self_signed=True,
-        client_ca_file=client_ca_file,
-        trust=trust,
-        trust_source="test",
+        trust=live,
         authorizer=authorizer,
         kubernetes_url=None,
     )
-    app = create_metrics_api_app(state, trust=trust, authorizer=authorizer)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(metrics_api_config(app, listener, access_log=False))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        wait_until(lambda: server.started or not thread.is_alive(), 10, "uvicorn did not start")
-        assert server.started, "uvicorn stopped during start-up"
+    app = create_metrics_api_app(state, trust=live.current, authorizer=authorizer)
+    with serve_config(metrics_api_config(app, listener, access_log=False)) as (port, _):
         yield Served(f"https://127.0.0.1:{port}", serving.cert_file)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
-        assert not thread.is_alive(), "uvicorn did not shut down"
 
 
 @dataclass

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from aggregator.api.authz import SubjectAccessReviewer
+from aggregator.api.front_proxy_trust import TrustChange
 from aggregator.api.metrics_api_setup import prepare_metrics_api
 from aggregator.errors import FrontProxyConfigError, KubernetesApiError
 from aggregator.settings import AggregatorSettings
@@ -35,11 +36,14 @@ def test_from_settings_without_authorization_nothing_asks_the_api_server(tmp_pat
     listener = prepare_metrics_api(settings, _workdir(tmp_path), environ={})
 
     assert (listener.host, listener.port) == ("0.0.0.0", 8443)
-    assert listener.trust.client_ca_pem == ca.pem
-    assert listener.client_ca_file.read_text() == ca.pem
-    assert listener.trust.allowed_names == ("front-proxy-client",)
-    assert listener.trust.username_headers == ("X-Remote-User",)
-    assert listener.trust.group_headers == ("X-Groups",)
+    trust = listener.trust.current()
+    assert trust.client_ca_pem == ca.pem
+    assert trust.allowed_names == ("front-proxy-client",)
+    assert trust.username_headers == ("X-Remote-User",)
+    assert trust.group_headers == ("X-Groups",)
+    assert listener.trust.source.description == (
+        f"KPULSE_AGGREGATOR_METRICS_API_REQUESTHEADER_CLIENT_CA_FILE={settings.metrics_api_requestheader_client_ca_file}"
+    )
     assert listener.authorizer is None
     assert listener.kubernetes_url is None
     assert listener.self_signed is True
@@ -77,10 +81,11 @@ def test_in_a_pod_the_trust_comes_from_the_configmap_and_users_are_reviewed(tmp_
 
         listener = prepare_metrics_api(settings, _workdir(tmp_path), environ=environ)
 
-    assert listener.trust.allowed_names == ("front-proxy-client", "aggregator")
-    assert listener.client_ca_file.read_text() == ca.pem.strip()
+    assert listener.trust.current().allowed_names == ("front-proxy-client", "aggregator")
+    assert listener.trust.current().client_ca_pem == ca.pem.strip()
     assert (
-        listener.trust_source == f"ConfigMap kube-system/extension-apiserver-authentication at {standin.url}"
+        listener.trust.source.description
+        == f"ConfigMap kube-system/extension-apiserver-authentication at {standin.url}"
     )
     assert isinstance(listener.authorizer, SubjectAccessReviewer)
     assert listener.kubernetes_url == standin.url
@@ -120,3 +125,45 @@ def test_an_unreachable_api_server_stops_the_setup(tmp_path: Path) -> None:
 
     with pytest.raises(KubernetesApiError, match="did not answer"):
         prepare_metrics_api(settings, _workdir(tmp_path), environ=environ)
+
+
+def test_the_configmap_is_read_again_on_reload_and_a_failed_read_changes_nothing(tmp_path: Path) -> None:
+    first, second = TestCa("front-proxy-ca 1"), TestCa("front-proxy-ca 2")
+    data = authentication_configmap_data(first.pem, allowed_names=["front-proxy-client"])
+    with KubeApiStandIn(tmp_path, configmap_data=data, policy=lambda spec: (True, "")) as standin:
+        settings = AggregatorSettings(
+            metrics_api_port=8443, metrics_api_service_account_dir=standin.service_account_dir
+        )
+        environ = {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(standin.port)}
+        live = prepare_metrics_api(settings, _workdir(tmp_path), environ=environ).trust
+
+        assert live.reload() is TrustChange.NONE
+        standin.set_configmap_data(
+            authentication_configmap_data(
+                first.pem, allowed_names=["aggregator"], username_headers=["X-User"]
+            )
+        )
+        assert live.reload() is TrustChange.NAMES
+        assert (live.current().allowed_names, live.current().username_headers) == (
+            ("aggregator",),
+            ("X-User",),
+        )
+        standin.set_configmap_data(authentication_configmap_data(second.pem, allowed_names=[]))
+        assert live.reload() is TrustChange.CA
+        rotated = live.current()
+        assert (rotated.client_ca_pem, rotated.allowed_names) == (second.pem.strip(), ())
+
+        standin.set_configmap_data(authentication_configmap_data("", allowed_names=[]))
+        with pytest.raises(FrontProxyConfigError, match="has no requestheader-client-ca-file"):
+            live.reload()
+        standin.set_configmap_data(None)
+        with pytest.raises(KubernetesApiError, match="HTTP 404"):
+            live.reload()
+        standin.stop()
+        with pytest.raises(KubernetesApiError, match="did not answer"):
+            live.reload()
+
+    assert live.current() is rotated
+    # At start-up, then five reloads that reached it (the last found nothing listening).
+    assert [request.path for request in standin.requests] == [CONFIGMAP_PATH] * 6
+    assert {request.headers["authorization"] for request in standin.requests} == {f"Bearer {standin.token}"}

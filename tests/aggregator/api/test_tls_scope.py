@@ -7,15 +7,12 @@ Expected values come from asgiref's specs/tls.rst: the client certificate as PEM
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import http.client
 import json
 import socket
 import ssl
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +24,7 @@ from starlette.types import Receive, Scope, Send
 
 from aggregator.api.serving_cert import CertKeyFiles, write_self_signed
 from aggregator.api.tls_scope import TlsScopeProtocol
+from tests.aggregator.servers import serve_config
 from tests.helpers import wait_until
 from tests.pki import Issued, TestCa
 
@@ -40,22 +38,6 @@ async def echo_tls(scope: Scope, receive: Receive, send: Send) -> None:
         {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]}
     )
     await send({"type": "http.response.body", "body": body})
-
-
-@contextlib.contextmanager
-def serve(config: uvicorn.Config) -> Iterator[tuple[int, uvicorn.Server]]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        wait_until(lambda: server.started or not thread.is_alive(), 10, "uvicorn did not start")
-        yield sock.getsockname()[1], server
-    finally:
-        server.should_exit = True
-        thread.join(timeout=60)
-        sock.close()
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +66,7 @@ def test_the_app_sees_the_client_certificate_its_name_and_the_tls_version(
     pki: tuple[CertKeyFiles, Path, Issued],
 ) -> None:
     serving, _, client = pki
-    with serve(_tls_config(pki)) as (port, _):
+    with serve_config(_tls_config(pki)) as (port, _):
         seen = requests.get(
             f"https://127.0.0.1:{port}/", cert=client.pair, verify=str(serving.cert_file), timeout=10
         ).json()["tls"]
@@ -102,7 +84,7 @@ def test_the_app_sees_the_client_certificate_its_name_and_the_tls_version(
 
 def test_without_a_client_certificate_the_chain_is_empty(pki: tuple[CertKeyFiles, Path, Issued]) -> None:
     serving, _, _ = pki
-    with serve(_tls_config(pki)) as (port, _):
+    with serve_config(_tls_config(pki)) as (port, _):
         seen = requests.get(f"https://127.0.0.1:{port}/", verify=str(serving.cert_file), timeout=10).json()
 
     assert seen["tls"]["client_cert_chain"] == []
@@ -114,7 +96,7 @@ def test_tls_1_2_is_reported_as_0x0303(pki: tuple[CertKeyFiles, Path, Issued]) -
     context = ssl.create_default_context(cafile=str(serving.cert_file))
     context.maximum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(client.cert_file, client.key_file)
-    with serve(_tls_config(pki)) as (port, _):
+    with serve_config(_tls_config(pki)) as (port, _):
         connection = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=10)
         connection.request("GET", "/")
         seen: dict[str, Any] = json.loads(connection.getresponse().read())
@@ -126,7 +108,7 @@ def test_tls_1_2_is_reported_as_0x0303(pki: tuple[CertKeyFiles, Path, Issued]) -
 
 def test_a_plain_http_connection_has_no_tls_extension() -> None:
     config = uvicorn.Config(echo_tls, log_config=None, lifespan="off", http=TlsScopeProtocol)
-    with serve(config) as (port, _):
+    with serve_config(config) as (port, _):
         seen = requests.get(f"http://127.0.0.1:{port}/", timeout=10).json()
 
     assert "tls" not in seen
@@ -137,7 +119,7 @@ def test_shutdown_does_not_wait_for_an_idle_client_that_never_closes(
 ) -> None:
     serving, _, _ = pki
     context = ssl.create_default_context(cafile=str(serving.cert_file))
-    with serve(_tls_config(pki)) as (port, server):
+    with serve_config(_tls_config(pki)) as (port, server):
         raw = socket.create_connection(("127.0.0.1", port), timeout=10)
         client = context.wrap_socket(raw, server_hostname="127.0.0.1")
         client.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")

@@ -1,8 +1,10 @@
 """The kubelet source against a real local HTTPS server serving the recorded captures with a token check.
 
-The server uses a CA and a serving certificate generated here; it answers like a kubelet (``/stats/summary``,
-``/pods``) and like the API server (``/api/v1/nodes/<name>``), and can be told to answer 401/403/500,
-garbage, a truncated body, or nothing at all.
+The server (tests/collector/sources/fake_kubelet.py) uses a CA and a serving certificate generated here; it
+answers like a kubelet (``/stats/summary``, ``/pods``) and like the API server (``/api/v1/nodes/<name>``),
+and can be told to answer 401/403/500, garbage, a truncated body, or nothing at all. The source counts each
+failure by cause and raises it with that cause, logging nothing itself: the agent logs episodes
+(tests/collector/test_agent.py).
 """
 
 from __future__ import annotations
@@ -10,11 +12,9 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +32,8 @@ from collector.sources.kubelet import (
     kubelet_base_url,
 )
 from collector.sources.kubelet_parse import parse_scrape
+from tests.collector.sources.fake_kubelet import NODE, TOKEN, FakeKubelet, kubelet_files, serving
 from tests.pki import TestCa
-
-FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "kubelet" / "duckboat-01"
-NODE = "duckboat-01"
-TOKEN = "token-one"
-HANG_RELEASE_SECONDS = 30.0
-"""A hanging handler gives up after this long at the latest (the test releases it much sooner)."""
 
 # --- a certificate authority and a serving certificate -----------------------------------------------------
 
@@ -61,133 +56,18 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     return Pki(ca.write(directory), server.cert_file, server.key_file, other_ca)
 
 
-# --- the fake kubelet --------------------------------------------------------------------------------------
-
-
-@dataclass
-class FakeKubelet:
-    """What the server answers; tests change ``mode`` and ``token`` between scrapes."""
-
-    url: str = ""
-    token: str | None = TOKEN
-    mode: str = "ok"
-    """ok, 500, garbage, truncated or hang."""
-    forbidden: set[str] = field(default_factory=set)
-    """Paths answered with 403."""
-    files: dict[str, bytes] = field(default_factory=dict)
-    release: threading.Event = field(default_factory=threading.Event)
-    requests: list[tuple[str, str | None]] = field(default_factory=list)
-    """(path, Authorization header) of every request seen."""
-
-    def answer(self, handler: BaseHTTPRequestHandler) -> None:
-        authorization = handler.headers.get("Authorization")
-        self.requests.append((handler.path, authorization))
-        if self.mode == "hang":
-            self.release.wait(HANG_RELEASE_SECONDS)
-            return
-        if self.token is not None and authorization != f"Bearer {self.token}":
-            self._send(handler, 401, b'{"kind":"Status","code":401,"message":"Unauthorized"}')
-            return
-        if handler.path in self.forbidden:
-            self._send(handler, 403, b"Forbidden (user=system:serviceaccount:kpulse:collector, verb=get)")
-            return
-        body = self.files.get(handler.path)
-        if body is None:
-            self._send(handler, 404, b"404 page not found")
-        elif self.mode == "500":
-            self._send(handler, 500, b"Internal Server Error: failed to get node info")
-        elif self.mode == "garbage":
-            self._send(handler, 200, b"<html><body>not a kubelet</body></html>")
-        elif self.mode == "truncated":
-            handler.send_response(200)
-            handler.send_header("Content-Type", "application/json")
-            handler.send_header("Content-Length", str(len(body)))
-            handler.end_headers()
-            handler.wfile.write(body[: len(body) // 2])
-            handler.close_connection = True
-        else:
-            self._send(handler, 200, body)
-
-    @staticmethod
-    def _send(handler: BaseHTTPRequestHandler, status: int, body: bytes) -> None:
-        handler.send_response(status)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(body)))
-        handler.end_headers()
-        handler.wfile.write(body)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-
-    def do_GET(self) -> None:
-        self.server.fake.answer(self)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, fake: FakeKubelet, context: ssl.SSLContext | None) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.fake = fake
-        self.context = context
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        # The TLS handshake runs in the connection's own thread, so a client that fails it (or never
-        # starts it) does not hold up the accept loop.
-        if self.context is None:
-            super().finish_request(request, client_address)
-            return
-        try:
-            connection = self.context.wrap_socket(request, server_side=True)
-        except (ssl.SSLError, OSError):
-            return
-        with connection:
-            super().finish_request(connection, client_address)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # clients that hang up mid-answer are part of these tests
-
-
-def _serve(fake: FakeKubelet, context: ssl.SSLContext | None) -> Iterator[FakeKubelet]:
-    server = _Server(fake, context)
-    scheme = "https" if context is not None else "http"
-    fake.url = f"{scheme}://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), name="fake-kubelet", daemon=True)
-    thread.start()
-    try:
-        yield fake
-    finally:
-        fake.release.set()
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
-
-
-def _files() -> dict[str, bytes]:
-    nodes = (FIXTURE / "nodes.json").read_bytes()
-    return {
-        "/stats/summary": (FIXTURE / "stats-summary.json").read_bytes(),
-        "/pods": (FIXTURE / "pods.json").read_bytes(),
-        "/api/v1/nodes": nodes,
-        # The API server's answer for one node; the NodeList stands in (the parser accepts both shapes).
-        f"/api/v1/nodes/{NODE}": nodes,
-    }
-
-
 @pytest.fixture
 def kubelet(pki: Pki) -> Iterator[FakeKubelet]:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(pki.cert, pki.key)
-    yield from _serve(FakeKubelet(files=_files()), context)
+    with serving(FakeKubelet(files=kubelet_files()), context) as fake:
+        yield fake
 
 
 @pytest.fixture
 def read_only_kubelet() -> Iterator[FakeKubelet]:
-    yield from _serve(FakeKubelet(files=_files(), token=None), None)
+    with serving(FakeKubelet(files=kubelet_files(), token=None), None) as fake:
+        yield fake
 
 
 @pytest.fixture
@@ -221,7 +101,7 @@ def make_source(pki: Pki, token_file: Path) -> Iterator[Callable[..., KubeletSou
 
 
 def _expected(node_payload: bytes | None = None) -> Any:
-    files = _files()
+    files = kubelet_files()
     return parse_scrape(
         files["/stats/summary"],
         files["/pods"],
@@ -231,11 +111,12 @@ def _expected(node_payload: bytes | None = None) -> Any:
     )
 
 
-def _errors(caplog: pytest.LogCaptureFixture) -> list[str]:
+def _logged(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """What the kubelet source logged at INFO and above."""
     return [
         r.getMessage()
         for r in caplog.records
-        if r.name == kubelet_module.__name__ and r.levelno >= logging.ERROR
+        if r.name == kubelet_module.__name__ and r.levelno >= logging.INFO
     ]
 
 
@@ -342,10 +223,10 @@ def test_rotated_token_is_read_again(
     assert kubelet.requests[-1] == ("/pods", "Bearer token-two")
 
 
-# --- failures: one line per episode, a counter per cause, recovery -----------------------------------------
+# --- failures: a counter and a cause per failure, raised (the agent logs episodes), recovery --------------
 
 
-def test_wrong_token_is_logged_once_counted_and_recovers(
+def test_wrong_token_is_counted_raised_with_its_cause_and_recovers(
     kubelet: FakeKubelet,
     make_source: Callable[..., KubeletSource],
     token_file: Path,
@@ -355,16 +236,17 @@ def test_wrong_token_is_logged_once_counted_and_recovers(
     source = make_source(kubelet.url)
     with caplog.at_level(logging.DEBUG, logger=kubelet_module.__name__):
         for _ in range(3):
-            with pytest.raises(SourceAuthError, match="401"):
+            with pytest.raises(SourceAuthError, match="401") as raised:
                 source.collect()
+            assert raised.value.cause == "unauthorized"
         assert source.failures.unauthorized == 3
-        [line] = _errors(caplog)
-        assert "401 Unauthorized" in line
-        assert str(token_file) in line
-        assert "rejected" in line
+        message = str(raised.value)
+        assert "401 Unauthorized" in message
+        assert str(token_file) in message
+        assert "rejected" in message
         token_file.write_text("the-real-token")
         assert source.collect() == _expected()
-    assert any(r.levelno == logging.INFO and "readable again" in r.getMessage() for r in caplog.records)
+    assert _logged(caplog) == []  # the agent logs the episode, once
     assert source.scrapes == 1
 
 
@@ -398,7 +280,7 @@ def test_forbidden_names_the_rbac_the_endpoint_needs(
         ("truncated", "truncated", "cut off"),
     ],
 )
-def test_bad_answers_fail_the_scrape_once_logged_and_recover(
+def test_bad_answers_fail_the_scrape_with_their_cause_and_recover(
     kubelet: FakeKubelet,
     make_source: Callable[..., KubeletSource],
     caplog: pytest.LogCaptureFixture,
@@ -413,10 +295,11 @@ def test_bad_answers_fail_the_scrape_once_logged_and_recover(
             with pytest.raises(SourceError, match=words) as raised:
                 source.collect()
             assert not isinstance(raised.value, SourceAuthError)
+            assert raised.value.cause == cause
         assert getattr(source.failures, cause) == 2
-        assert len(_errors(caplog)) == 1
         kubelet.mode = "ok"
         assert source.collect() == _expected()
+    assert _logged(caplog) == []
 
 
 def test_a_hanging_kubelet_times_out_within_the_deadline(
@@ -460,22 +343,18 @@ def test_an_oversized_answer_is_refused(
     assert source.failures.bad_payload == 1
 
 
-def test_different_causes_each_get_their_line(
-    kubelet: FakeKubelet, make_source: Callable[..., KubeletSource], caplog: pytest.LogCaptureFixture
+def test_each_failure_carries_its_own_cause_and_counter(
+    kubelet: FakeKubelet, make_source: Callable[..., KubeletSource]
 ) -> None:
     source = make_source(kubelet.url)
-    with caplog.at_level(logging.INFO, logger=kubelet_module.__name__):
-        for mode in ("500", "500", "garbage", "garbage", "500"):
-            kubelet.mode = mode
-            with pytest.raises(SourceError):
-                source.collect()
-        kubelet.mode = "ok"
-        source.collect()
-        kubelet.mode = "500"
-        with pytest.raises(SourceError):
+    causes = []
+    for mode in ("500", "500", "garbage", "garbage", "500"):
+        kubelet.mode = mode
+        with pytest.raises(SourceError) as raised:
             source.collect()
-    assert len(_errors(caplog)) == 4  # 500, garbage, 500 again, then a new episode after recovery
-    assert source.failures.http_error == 4
+        causes.append(raised.value.cause)
+    assert causes == ["http_error", "http_error", "bad_payload", "bad_payload", "http_error"]
+    assert source.failures.http_error == 3
     assert source.failures.bad_payload == 2
 
 

@@ -4,9 +4,9 @@ Rendering 30,000 pods for one ``kubectl top pods -A`` costs about 250 ms of CPU 
 memory: a pod's series, values and names lie wherever they were allocated, and a sorted list visits them in
 an order unrelated to that (docs/performance.md). Right after a batch, the same data is in the CPU's cache.
 So once a client lists every pod, the view keeps each pod's text and re-renders the pods of every batch
-right after the store takes it (about 3 µs per pod); a list is then one pass joining texts. After
+right after the store takes it (about 3.5 µs per container); a list is then one pass joining texts. After
 ``idle_seconds`` without an all-pods list the texts are dropped, their memory freed and batches cost nothing
-again; the next list builds the view anew (as slow as a list without it).
+again; the next all-pods list builds the view anew, at about 1.5 times the cost of a list without it.
 
 The answers are exactly the store's: pods whose newest sample is too old are left out at list time, labels
 are read at list time (rendered again only when they changed), and a pod added or evicted changes the

@@ -30,6 +30,8 @@ FloatSetter = Callable[[dict[str, float], Sequence[float | int | None]], None]
 RateSetter = Callable[[dict[str, float], Sequence[float | int | None], int], None]
 """``(into, increases, elapsed_ns)``: ``into[names[i]] = increases[i] * factor / elapsed_ns`` for each
 increase that is not ``None``, in order."""
+_UNROLLED = 4
+"""Up to this many dicts, a summer adds them in one expression per name rather than in a loop."""
 Summer = Callable[[Sequence[Mapping[str, float]]], dict[str, float]]
 """``(dicts)``: ``{name: dicts[0][name] + dicts[1][name] + ...}`` over ``names`` in order (``{}`` for no
 dicts); ``KeyError`` when a dict lacks one of the names."""
@@ -61,9 +63,16 @@ def rate_setter(names: Sequence[str], factor: float) -> RateSetter:
 
 def summer(names: Sequence[str]) -> Summer:
     """A :data:`Summer` for ``names`` (fields of one unit each, summed as they are)."""
-    lines = [
-        "def total(dicts):",
-        "    if not dicts:",
+    lines = ["def total(dicts):", "    count = len(dicts)"]
+    # One expression per name for the common small counts (a pod's containers, a namespace's pods on a
+    # node, a running sum and a node's share); a loop over the rest.
+    for count in range(1, _UNROLLED + 1):
+        operands = [f"d{position}" for position in range(count)]
+        lines += [f"    if count == {count}:", f"        {''.join(f'{d}, ' for d in operands)}= dicts"]
+        entries = (f"{name!r}: " + " + ".join(f"{d}[{name!r}]" for d in operands) for name in names)
+        lines.append("        return {" + ", ".join(entries) + "}")
+    lines += [
+        "    if not count:",
         "        return {}",
         "    first = dicts[0]",
         *(f"    s{index} = first[{name!r}]" for index, name in enumerate(names)),

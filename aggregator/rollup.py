@@ -147,7 +147,10 @@ class RollupWindow:
         self._namespace = LEVEL_SPECS[Level.NAMESPACE]
         self._cluster_spec = LEVEL_SPECS[Level.CLUSTER]
         self._namespace_sums = FieldSums(self._namespace.names)
-        self._cluster_sums = FieldSums(self._cluster_spec.names)
+        # The node count is no node's field: it is set when the bucket is emitted.
+        self._cluster_sums = FieldSums(
+            tuple(name for name in self._cluster_spec.names if name != _NODE_COUNT)
+        )
         self.too_late = 0
         """Contributions dropped because their bucket had already been released."""
         self.reemitted = 0

@@ -77,6 +77,9 @@ def test_summer_keeps_the_order_of_additions_where_rounding_shows_it() -> None:
     assert total([{"a": 1e16}, {"a": 1.0}, {"a": 1.0}]) == {"a": (1e16 + 1.0) + 1.0}
     assert total([{"a": 1.0}, {"a": 1.0}, {"a": 1e16}]) == {"a": 2.0 + 1e16}
     assert (1e16 + 1.0) + 1.0 != 2.0 + 1e16
+    # Past the unrolled counts the loop keeps the same order.
+    many = [{"a": 1e16}, *[{"a": 1.0}] * 5]
+    assert total(many) == {"a": reduce(add, [fields["a"] for fields in many])} != {"a": 1e16 + 5.0}
 
 
 def test_summer_of_nothing_is_empty_and_a_missing_name_is_a_key_error() -> None:

@@ -27,7 +27,7 @@ from typing import Any
 
 from aggregator import catalog, fieldcode
 from aggregator.catalog import Level, Tag
-from aggregator.points import Point
+from aggregator.points import Point, new_point
 from aggregator.rates import Counters, Delta, RateTracker, SuppressionCounts
 from aggregator.rollup import LEVEL_SPECS, FieldSums, NodeContribution, RollupWindow
 from collector.wire import Batch, NodeSample, PodSample
@@ -205,7 +205,7 @@ _put_pod_resources = fieldcode.float_setter(_POD_RESOURCES)
 _put_network_rates = fieldcode.rate_setter(_NETWORK_RATES, _PER_SECOND)
 _FIRST_NETWORK = _FIRST_PER_SECOND + 2
 """Container increases: CPU (5), disk read and write, then the container's own network if it has one."""
-_put_disk_rates = fieldcode.rate_setter(_CONTAINER_PER_SECOND_RATES[:2], _PER_SECOND)
+_DISK_READ, _DISK_WRITE = _CONTAINER_PER_SECOND_RATES[:2]
 _put_disk_and_network_rates = fieldcode.rate_setter(_CONTAINER_PER_SECOND_RATES, _PER_SECOND)
 
 
@@ -331,7 +331,7 @@ class Pipeline:
                 tags[_WORKLOAD] = workload
             if workload_kind is not None:
                 tags[_WORKLOAD_KIND] = workload_kind
-            points.append(Point(_CONTAINER_MEASUREMENT, tags, fields, bucket_ns))
+            points.append(new_point((_CONTAINER_MEASUREMENT, tags, fields, bucket_ns)))
             group = pods.get((namespace, pod))
             if group is None:
                 pods[namespace, pod] = (tag_values, [fields])
@@ -360,7 +360,7 @@ class Pipeline:
             if workload_kind is not None:
                 tags[_WORKLOAD_KIND] = workload_kind
             fields[_CONTAINER_COUNT] = float(len(containers))
-            points.append(Point(_POD_MEASUREMENT, tags, fields, bucket_ns))
+            points.append(new_point((_POD_MEASUREMENT, tags, fields, bucket_ns)))
             all_pods.append(fields)
             in_namespace = in_namespaces.get(namespace)
             if in_namespace is None:
@@ -419,14 +419,16 @@ class Pipeline:
         cpu_total = counters[0]
         if cpu_total is not None:
             fields[_CPU_USAGE_SECONDS_TOTAL] = cpu_total / _NS_PER_S
-        if delta is not None:
-            self._container_rates(delta, cpu_ceiling, fields)
-        return fields
-
-    def _container_rates(self, delta: Delta, cpu_ceiling: float | None, fields: dict[str, float]) -> None:
-        elapsed_ns, increases = delta
+        if delta is None:
+            return fields
         # Written out rather than looped: this runs for every container of every batch.
-        usage, user, system, periods, throttled = increases[:_FIRST_PER_SECOND]
+        elapsed_ns, increases = delta
+        # Most containers share their pod's network, so their counters end with the disk's.
+        shares_network = len(increases) == _FIRST_NETWORK
+        if shares_network:
+            usage, user, system, periods, throttled, disk_read, disk_write = increases
+        else:
+            usage, user, system, periods, throttled = increases[:_FIRST_PER_SECOND]
         usage_rate = None if usage is None else usage * _MILLICORES / elapsed_ns
         user_rate = None if user is None else user * _MILLICORES / elapsed_ns
         system_rate = None if system is None else system * _MILLICORES / elapsed_ns
@@ -448,11 +450,14 @@ class Pipeline:
         # counters were read at different moments, and the ratio would claim more than 100%.
         if periods and throttled is not None and throttled <= periods:
             fields[_CPU_THROTTLED_RATIO] = throttled / periods
-        # A container without its own network has no network counters at all (see Counters).
-        if len(increases) > _FIRST_NETWORK:
-            _put_disk_and_network_rates(fields, increases[_FIRST_PER_SECOND:], elapsed_ns)
+        if shares_network:
+            if disk_read is not None:
+                fields[_DISK_READ] = disk_read * _PER_SECOND / elapsed_ns
+            if disk_write is not None:
+                fields[_DISK_WRITE] = disk_write * _PER_SECOND / elapsed_ns
         else:
-            _put_disk_rates(fields, increases[_FIRST_PER_SECOND:], elapsed_ns)
+            _put_disk_and_network_rates(fields, increases[_FIRST_PER_SECOND:], elapsed_ns)
+        return fields
 
     def _pod_networks(self, batch: Batch, now_ns: int) -> dict[tuple[str, str], _PodNetwork]:
         """Each pod's sample and its network counters' increases (``None``: no rate), by (namespace, pod)."""

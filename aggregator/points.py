@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any, NamedTuple
 
 
@@ -24,3 +26,10 @@ class Point(NamedTuple):
             "fields": self.fields,
             "time": self.time_ns,
         }
+
+
+new_point: Callable[[tuple[str, dict[str, str], dict[str, float], int]], Point] = partial(
+    tuple.__new__, Point
+)
+"""``Point(*values)`` without NamedTuple's Python-level ``__new__``: the ingest path builds one or two per
+container sample."""

@@ -19,8 +19,9 @@ Not thread-safe: one owner calls it from one thread.
 from __future__ import annotations
 
 import enum
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, fields
+from functools import partial
 from operator import sub
 from typing import Generic, NamedTuple, TypeVar
 
@@ -72,6 +73,10 @@ class Delta(NamedTuple):
     counters: Counters
     """Per counter, the increase (>= 0), or ``None`` when either sample lacks that counter; as long as the
     shorter of the two samples' counters (the rest are absent)."""
+
+
+# Built without NamedTuple's __new__ (a Python-level call): update runs for every sample of every batch.
+_new_delta: Callable[[tuple[int, Counters]], Delta] = partial(tuple.__new__, Delta)
 
 
 class _Baseline:
@@ -152,7 +157,7 @@ class RateTracker(Generic[K]):
             # saying so: give none, and count from the new value.
             self._counts.reset += 1
             return None
-        return Delta(elapsed_ns, increases)
+        return _new_delta((elapsed_ns, increases))
 
     def sweep(self, now_ns: int, expiry_ns: int) -> int:
         """Forget series not seen (by the caller's clock, ns) for ``expiry_ns``; returns how many."""

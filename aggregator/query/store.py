@@ -118,6 +118,7 @@ class _Layout:
         "keys",
         "kinds",
         "latest_codec",
+        "latest_in_row",
         "latest_values",
         "nan_row",
         "readers",
@@ -153,6 +154,11 @@ class _Layout:
             offset += codec.size
         self.latest_values: Callable[[Mapping[str, float]], tuple[float, ...]] | None = None
         self.latest_codec: struct.Struct | None = None
+        self.latest_in_row: struct.Struct | None = None
+        """Reads the latest fields straight from a row (pad bytes over the other columns) when every one of
+        them is a ring column: the values exactly as the ring gives them back, in one call."""
+        if latest is not None and all(kinds[index] in _RINGS for index in latest):
+            self.latest_in_row = _columns_reader([self.readers[index] for index in latest])
         if latest is not None and all(kinds[index] != _ABSENT for index in latest):
             self.latest_values = _getter([names[index] for index in latest])
             if any(kinds[index] == _SINGLE for index in latest):
@@ -160,6 +166,19 @@ class _Layout:
                 self.latest_codec = struct.Struct(
                     "<" + "".join("f" if kinds[index] == _SINGLE else "d" for index in latest)
                 )
+
+
+def _columns_reader(columns: Sequence[tuple[int, struct.Struct]]) -> struct.Struct | None:
+    """A struct unpacking ``columns`` (offset, codec) of a row in the given order; ``None`` unless they are
+    in ascending offset order (struct formats only move forward)."""
+    parts = ["<"]
+    position = 0
+    for offset, codec in columns:
+        if offset < position:
+            return None
+        parts.append("x" * (offset - position) + codec.format.lstrip("<"))
+        position = offset + codec.size
+    return struct.Struct("".join(parts))
 
 
 Latest: TypeAlias = tuple[int, tuple[float, ...]]
@@ -211,6 +230,11 @@ class StoreStats:
     evicted: int
     points_ignored: int
     """Points outside the window or too far ahead of the clock, or missing an identity tag."""
+
+
+def _no_entity(tags: Mapping[str, str]) -> Entity:
+    """Stands in for a shape's entity getter before ``add`` has met a level (never called)."""
+    raise KeyError("no level")
 
 
 def _shape(level: Level) -> _Shape:
@@ -323,31 +347,33 @@ class RecentStore:
             # A batch's points share measurements and one time: both are looked at once per run.
             measurement: str | None = None
             shape: _Shape | None = None
+            entity_of: Callable[[Mapping[str, str]], Entity] = _no_entity
+            node_tag: str | None = None
             entities: dict[Entity, _Series] = {}
             time_ns: int | None = None
             relative = -1
             bucket_ns = 0
             noted = False
-            for point in points:
-                if point.measurement != measurement:
-                    measurement = point.measurement
+            for point_measurement, tags, fields, point_time_ns in points:
+                if point_measurement != measurement:
+                    measurement = point_measurement
                     shape = shapes.get(measurement)
                     if shape is not None:
                         entities = self._series[shape.level]
+                        entity_of, node_tag = shape.entity, shape.node_tag
                 if shape is None:
                     continue  # not a level the query API serves
-                if point.time_ns != time_ns:
-                    time_ns = point.time_ns
+                if point_time_ns != time_ns:
+                    time_ns = point_time_ns
                     relative = self._accept(time_ns // resolution, horizon)
                     bucket_ns = time_ns - time_ns % resolution
                     noted = False
                 if relative < 0:
                     self._ignored += 1
                     continue
-                tags = point.tags
                 try:
-                    entity = shape.entity(tags)
-                    node = "" if shape.node_tag is None else tags[shape.node_tag]
+                    entity = entity_of(tags)
+                    node = "" if node_tag is None else tags[node_tag]
                 except KeyError:
                     self._ignored += 1
                     continue
@@ -357,7 +383,6 @@ class RecentStore:
                 series = entities.get(entity)
                 if series is None or series.node != node:
                     series = self._series_for(entities, entity, node)
-                fields = point.fields
                 layout = series.layout
                 # The steady state: same names, same constants, a new bucket, every changing value finite.
                 if (
@@ -381,8 +406,10 @@ class RecentStore:
                             present = self._skip(present, newest, relative)
                         series.present = present | 1 << slot
                         series.newest = relative
-                        getter = layout.latest_values
-                        if getter is not None:
+                        in_row = layout.latest_in_row
+                        if in_row is not None:
+                            series.latest = (bucket_ns, in_row.unpack_from(series.rows, slot * layout.size))
+                        elif (getter := layout.latest_values) is not None:
                             latest = getter(fields)
                             codec = layout.latest_codec
                             if codec is not None:

@@ -30,6 +30,7 @@ from aggregator.catalog import Level, Tag
 from aggregator.points import Point, new_point
 from aggregator.rates import Counters, Delta, RateTracker, SuppressionCounts
 from aggregator.rollup import LEVEL_SPECS, FieldSums, NodeContribution, RollupWindow
+from aggregator.tags import ContainerTagValues, NodeTags, read_container_tag_values
 from collector.wire import Batch, NodeSample, PodSample
 
 ABSURD_CPU_FACTOR = 1.25
@@ -46,11 +47,6 @@ _MILLICORES = 1e3
 
 _CLUSTER = Tag.CLUSTER.value
 _NODE = Tag.NODE.value
-_NAMESPACE = Tag.NAMESPACE.value
-_POD = Tag.POD.value
-_CONTAINER = Tag.CONTAINER.value
-_WORKLOAD = Tag.WORKLOAD.value
-_WORKLOAD_KIND = Tag.WORKLOAD_KIND.value
 
 _CONTAINER_SPEC = LEVEL_SPECS[Level.CONTAINER]
 _POD_SPEC = LEVEL_SPECS[Level.POD]
@@ -71,9 +67,6 @@ _POD_COUNT = catalog.POD_COUNT.name
 # not the model: attribute access on a pydantic model goes through its ``__getattr__`` hook, several times
 # slower than a dict lookup, and these run for every container and pod of every batch.
 
-_read_container_tags = itemgetter("namespace", "pod", "container", "workload", "workload_kind")
-_ContainerTags = tuple[str, str, str, str | None, str | None]
-"""A container sample's tag values: namespace, pod, container, workload, workload kind."""
 _read_container_series = itemgetter("container_id", "timestamp_ns", "started_at_ns", "network")
 
 # Network counters in tracker order, and the rate each becomes.
@@ -277,6 +270,7 @@ class Pipeline:
         )
         # Insertion-ordered, so the oldest id is the first key when the set is full.
         self._recent_batches: dict[tuple[str, str], None] = {}
+        self._tags: dict[str, NodeTags] = {}
         self._last_sweep_ns: int | None = None
         self._batches = 0
         self._duplicates = 0
@@ -320,17 +314,20 @@ class Pipeline:
 
         points: list[Point] = []
         # (namespace, pod) -> the first container's tag values and every container's fields.
-        pods: dict[tuple[str, str], tuple[_ContainerTags, list[dict[str, float]]]] = {}
+        pods: dict[tuple[str, str], tuple[ContainerTagValues, list[dict[str, float]]]] = {}
+        known = self._tags.get(node)
+        if known is None:
+            known = self._tags[node] = NodeTags(cluster=cluster, node=node)
+        known.seen_ns = now_ns
+        container_tags = known.containers
         for sample in batch.containers:
             values = sample.__dict__
-            tag_values = _read_container_tags(values)
-            namespace, pod, container, workload, workload_kind = tag_values
+            tag_values = read_container_tag_values(values)
+            namespace, pod = tag_values[0], tag_values[1]
             fields = self._container_fields(node, values, now_ns, cpu_ceiling)
-            tags = {_CLUSTER: cluster, _NODE: node, _NAMESPACE: namespace, _POD: pod, _CONTAINER: container}
-            if workload is not None:
-                tags[_WORKLOAD] = workload
-            if workload_kind is not None:
-                tags[_WORKLOAD_KIND] = workload_kind
+            tags = container_tags.get(tag_values)
+            if tags is None:
+                tags = known.add_container(tag_values)
             points.append(new_point((_CONTAINER_MEASUREMENT, tags, fields, bucket_ns)))
             group = pods.get((namespace, pod))
             if group is None:
@@ -342,9 +339,9 @@ class Pipeline:
         node_fields = self._node_fields(node, node_sample, now_ns, capacity)
         in_namespaces: dict[str, list[dict[str, float]]] = {}
         all_pods: list[dict[str, float]] = []
+        pod_tags = known.pods
         for (namespace, pod), (first, containers) in pods.items():
             fields = _POD_SUMS.total(containers)
-            tags = {_CLUSTER: cluster, _NODE: node, _NAMESPACE: namespace, _POD: pod}
             workload, workload_kind = first[3], first[4]
             network = pod_networks.get((namespace, pod))
             if network is not None:
@@ -355,10 +352,10 @@ class Pipeline:
                 workload_kind = pod_sample.workload_kind or workload_kind
                 # Kubernetes' own pod totals (init containers, sidecars, overhead) replace the plain sum.
                 _put_pod_resources(fields, _read_pod_resources(pod_sample.__dict__))
-            if workload is not None:
-                tags[_WORKLOAD] = workload
-            if workload_kind is not None:
-                tags[_WORKLOAD_KIND] = workload_kind
+            pod_values = (namespace, pod, workload, workload_kind)
+            tags = pod_tags.get(pod_values)
+            if tags is None:
+                tags = known.add_pod(pod_values)
             fields[_CONTAINER_COUNT] = float(len(containers))
             points.append(new_point((_POD_MEASUREMENT, tags, fields, bucket_ns)))
             all_pods.append(fields)
@@ -376,6 +373,7 @@ class Pipeline:
         for namespace, pod_fields in in_namespaces.items():
             sums = namespaces[namespace] = _NAMESPACE_SUMS.total(pod_fields)
             sums[_POD_COUNT] = float(len(pod_fields))
+        known.forget_gone(batch.containers, len(pods))
         # The window keeps its own copy: the node point's dict belongs to whoever writes the point.
         contribution = NodeContribution(namespaces, dict(node_fields))
         points += self._rollups.contribute(bucket_ns, node, contribution, now_ns=now_ns)
@@ -390,6 +388,9 @@ class Pipeline:
             self._last_sweep_ns = now_ns
             for tracker in (self._containers, self._pods, self._nodes):
                 self._expired += tracker.sweep(now_ns, self._expiry_ns)
+            horizon = now_ns - self._expiry_ns
+            for node in [node for node, known in self._tags.items() if known.seen_ns <= horizon]:
+                del self._tags[node]
         self._points += len(points)
         return points
 

@@ -95,6 +95,9 @@ _LAYOUTS_KEPT = 4096
 
 _V = TypeVar("_V")
 
+_BY_TAGS_SLACK = 1024
+"""Entries a level's tags index may hold beyond twice its entities before it starts over."""
+
 
 def _getter(names: Sequence[str]) -> Callable[[Mapping[str, _V]], tuple[_V, ...]]:
     """A function returning the values of ``names`` from a mapping, always as a tuple (``KeyError`` if one is
@@ -190,7 +193,7 @@ numbers, so the one every series holds adds nothing to its full collections."""
 class _Series:
     """One series' window; ``next`` chains series of the same entity on other nodes."""
 
-    __slots__ = ("consts", "latest", "layout", "newest", "next", "node", "present", "rows", "since")
+    __slots__ = ("consts", "latest", "layout", "newest", "next", "node", "present", "rows", "since", "tags")
 
     def __init__(self, node: str, layout: _Layout) -> None:
         self.node = node
@@ -205,6 +208,8 @@ class _Series:
         self.latest: Latest | None = None
         """The newest bucket with every one of ``LATEST_FIELDS`` (time in ns), and their values."""
         self.next: _Series | None = None
+        self.tags: Mapping[str, str] | None = None
+        """The tags object the series was last found by (``RecentStore.add`` looks series up by it)."""
 
     def chain(self) -> Iterator[_Series]:
         series: _Series | None = self
@@ -220,6 +225,10 @@ class _Shape:
     """The entity's tag values from a point's tags (``KeyError`` when one is missing)."""
     node_tag: str | None
     """``node`` when it is a tag of the level but not part of the entity (containers, pods)."""
+    by_tags: dict[int, _Series]
+    """Containers and pods: series by the ``id`` of the tags object they were last found by (the pipeline
+    hands the same dict for a series' successive points); empty for the other levels, whose points come
+    with new tags every time."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,7 +250,7 @@ def _shape(level: Level) -> _Shape:
     tags = TAGS_BY_LEVEL[level]
     node_tag = None if level in _NODE_IN_ENTITY or Tag.NODE not in tags else Tag.NODE.value
     names = tuple(tag.value for tag in tags if tag.value != node_tag)
-    return _Shape(level, _getter(names), node_tag)
+    return _Shape(level, _getter(names), node_tag, {})
 
 
 class RecentStore:
@@ -336,7 +345,9 @@ class RecentStore:
         """Keep the served fields of ``points``; ``now_ns`` (wall clock, ns) bounds the future and evicts.
 
         A point more than one window ahead of ``now_ns`` is ignored: a collector with a wrong clock must
-        not push every other series out of the window.
+        not push every other series out of the window. A container's or pod's series is found again by the
+        very tags object its last point had, without reading it: a point's tags must not change once added
+        (the pipeline's never do; see ``aggregator.tags``).
         """
         resolution = self._resolution_ns
         capacity = self._capacity
@@ -349,6 +360,7 @@ class RecentStore:
             shape: _Shape | None = None
             entity_of: Callable[[Mapping[str, str]], Entity] = _no_entity
             node_tag: str | None = None
+            by_tags: dict[int, _Series] = {}
             entities: dict[Entity, _Series] = {}
             time_ns: int | None = None
             relative = -1
@@ -360,7 +372,7 @@ class RecentStore:
                     shape = shapes.get(measurement)
                     if shape is not None:
                         entities = self._series[shape.level]
-                        entity_of, node_tag = shape.entity, shape.node_tag
+                        entity_of, node_tag, by_tags = shape.entity, shape.node_tag, shape.by_tags
                 if shape is None:
                     continue  # not a level the query API serves
                 if point_time_ns != time_ns:
@@ -371,18 +383,25 @@ class RecentStore:
                 if relative < 0:
                     self._ignored += 1
                     continue
-                try:
-                    entity = entity_of(tags)
-                    node = "" if node_tag is None else tags[node_tag]
-                except KeyError:
-                    self._ignored += 1
-                    continue
+                # The same tags object as last time finds the series without reading its tags; the series
+                # holds that object, so its id cannot have been reused by another.
+                series = by_tags.get(id(tags))
+                if series is None or series.tags is not tags:
+                    try:
+                        entity = entity_of(tags)
+                        node = "" if node_tag is None else tags[node_tag]
+                    except KeyError:
+                        self._ignored += 1
+                        continue
+                    series = entities.get(entity)
+                    if series is None or series.node != node:
+                        series = self._series_for(entities, entity, node)
+                    if node_tag is not None:
+                        series.tags = tags
+                        by_tags[id(tags)] = series
                 if not noted:
                     self._note(relative)
                     noted = True
-                series = entities.get(entity)
-                if series is None or series.node != node:
-                    series = self._series_for(entities, entity, node)
                 layout = series.layout
                 # The steady state: same names, same constants, a new bucket, every changing value finite.
                 if (
@@ -496,6 +515,10 @@ class RecentStore:
                     del entities[entity]
                 else:
                     entities[entity] = new_head
+        for shape in self._shapes.values():
+            # An evicted series must not be found by its tags; entries for tags no longer used pile up.
+            if evicted or len(shape.by_tags) > 2 * len(self._series[shape.level]) + _BY_TAGS_SLACK:
+                shape.by_tags.clear()
         _forget_older(self._pod_labels, self._pod_labels_seen, now_ns - self._eviction_ns)
         _forget_older(self._node_labels, self._node_labels_seen, now_ns - self._eviction_ns)
         self._evicted += evicted

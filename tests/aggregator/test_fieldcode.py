@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from aggregator import catalog
-from aggregator.fieldcode import float_setter, rate_setter, summer
+from aggregator.fieldcode import float_setter, increases_of, rate_setter, summer
 
 _NAMES = (
     catalog.MEMORY_USAGE_BYTES.name,
@@ -88,6 +88,25 @@ def test_summer_of_nothing_is_empty_and_a_missing_name_is_a_key_error() -> None:
     complete = dict.fromkeys(_NAMES, 1.0)
     with pytest.raises(KeyError):
         total([complete, {_NAMES[0]: 1.0}])
+
+
+@given(data=st.data())
+def test_increases_are_the_differences_or_none_when_a_counter_went_backwards(data: st.DataObject) -> None:
+    count = data.draw(st.integers(1, 16))
+    old = data.draw(st.tuples(*[st.integers(10, 2**62)] * count))
+    # Mostly forwards, now and then one backwards.
+    steps = data.draw(st.tuples(*[st.integers(-10, 2**40)] * count))
+    new = tuple(value + step for value, step in zip(old, steps, strict=True))
+    differences = tuple(a - b for a, b in zip(new, old, strict=True))
+    expected = None if min(differences) < 0 else differences
+    assert increases_of(count)(new, old) == expected
+
+
+def test_an_absent_counter_is_left_to_the_caller() -> None:
+    with pytest.raises(TypeError):
+        increases_of(3)((5, None, 7), (1, 2, 3))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="at least 1"):
+        increases_of(0)
 
 
 def test_values_of_the_wrong_length_are_refused() -> None:

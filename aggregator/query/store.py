@@ -475,9 +475,14 @@ class RecentStore:
         with self._lock:
             pod_labels, pod_seen = self._pod_labels, self._pod_labels_seen
             for pod in batch.pods:
-                if pod.labels is not None:
-                    key = (sys.intern(pod.namespace), sys.intern(pod.pod))
-                    pod_labels[key] = _same_or_new(pod_labels.get(key), pod.labels)
+                labels = pod.labels
+                if labels is not None:
+                    key = (pod.namespace, pod.pod)
+                    held = pod_labels.get(key)
+                    # Labels rarely change: then the held key and dict stay, and only the time moves on.
+                    if held is None or held != labels:
+                        key = (sys.intern(key[0]), sys.intern(key[1]))
+                        pod_labels[key] = _same_or_new(held, labels)
                     pod_seen[key] = seen_ns
             node_sample = batch.node_sample
             if node_sample is not None and node_sample.labels is not None:

@@ -28,6 +28,8 @@ from typing import Any
 
 FloatSetter = Callable[[dict[str, float], Sequence[float | int | None]], None]
 """``(into, values)``: ``into[names[i]] = float(values[i])`` for each value that is not ``None``, in order."""
+FloatDict = Callable[[Sequence[float | int | None]], dict[str, float]]
+"""``(values)``: a new dict as a :data:`FloatSetter` would fill an empty one."""
 RateSetter = Callable[[dict[str, float], Sequence[float | int | None], int], None]
 """``(into, increases, elapsed_ns)``: ``into[names[i]] = increases[i] * factor / elapsed_ns`` for each
 increase that is not ``None``, in order."""
@@ -44,11 +46,31 @@ dicts); ``KeyError`` when a dict lacks one of the names."""
 def float_setter(names: Sequence[str]) -> FloatSetter:
     """A :data:`FloatSetter` for ``names`` (values in the same units as the fields they become)."""
     names = _checked(names)
-    lines = ["def put(into, values):", f"    {_unpack(names)} = values"]
+    lines = ["def put(into, values):", f"    {_unpack(names)}= values"]
     for index, name in enumerate(names):
         lines += [f"    if v{index} is not None:", f"        into[{name!r}] = float(v{index})"]
     put: FloatSetter = _compile(lines, "put")
     return put
+
+
+def float_dict(names: Sequence[str]) -> FloatDict:
+    """A :data:`FloatDict` for ``names`` (values in the same units as the fields they become)."""
+    names = _checked(names)
+    every = " and ".join(f"v{index} is not None" for index in range(len(names)))
+    entries = ", ".join(f"{name!r}: float(v{index})" for index, name in enumerate(names))
+    lines = [
+        "def fields(values):",
+        f"    {_unpack(names)}= values",
+        # All present (the usual case): one presized dict, which holds a few more fields without growing.
+        f"    if {every}:",
+        f"        return {{{entries}}}",
+        "    into = {}",
+    ]
+    for index, name in enumerate(names):
+        lines += [f"    if v{index} is not None:", f"        into[{name!r}] = float(v{index})"]
+    lines.append("    return into")
+    fields: FloatDict = _compile(lines, "fields")
+    return fields
 
 
 def rate_setter(names: Sequence[str], factor: float) -> RateSetter:
@@ -57,7 +79,7 @@ def rate_setter(names: Sequence[str], factor: float) -> RateSetter:
     names = _checked(names)
     if not math.isfinite(factor):
         raise ValueError("factor must be a finite float")
-    lines = ["def per_second(into, values, elapsed_ns):", f"    {_unpack(names)} = values"]
+    lines = ["def per_second(into, values, elapsed_ns):", f"    {_unpack(names)}= values"]
     for index, name in enumerate(names):
         lines += [
             f"    if v{index} is not None:",

@@ -192,7 +192,7 @@ _CONTAINER_MEASUREMENT = _CONTAINER_SPEC.measurement
 _POD_MEASUREMENT = _POD_SPEC.measurement
 
 # Straight-line setters compiled from the names above (see aggregator/fieldcode.py for why).
-_put_container_gauges = fieldcode.float_setter(_CONTAINER_GAUGE_NAMES)
+_container_gauges = fieldcode.float_dict(_CONTAINER_GAUGE_NAMES)
 _put_node_gauges = fieldcode.float_setter(_NODE_GAUGE_NAMES)
 _put_pod_resources = fieldcode.float_setter(_POD_RESOURCES)
 _put_network_rates = fieldcode.rate_setter(_NETWORK_RATES, _PER_SECOND)
@@ -415,8 +415,7 @@ class Pipeline:
         delta = self._containers.update(
             (node, container_id), timestamp_ns, started_at_ns, counters, seen_ns=now_ns
         )
-        fields: dict[str, float] = {}
-        _put_container_gauges(fields, _read_container_gauges(values))
+        fields = _container_gauges(_read_container_gauges(values))
         cpu_total = counters[0]
         if cpu_total is not None:
             fields[_CPU_USAGE_SECONDS_TOTAL] = cpu_total / _NS_PER_S

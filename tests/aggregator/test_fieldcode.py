@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from aggregator import catalog
-from aggregator.fieldcode import float_setter, increases_of, rate_setter, summer
+from aggregator.fieldcode import float_dict, float_setter, increases_of, rate_setter, summer
 
 _NAMES = (
     catalog.MEMORY_USAGE_BYTES.name,
@@ -42,6 +42,19 @@ def test_float_setter_sets_what_the_loop_sets(names: tuple[str, ...], data: st.D
     got = dict(before)
     float_setter(names)(got, values)
     assert _items(got) == _items(expected)
+
+
+@pytest.mark.parametrize("names", [_NAMES, _ODD, _NAMES[:1]])
+@given(data=st.data())
+def test_float_dict_is_what_the_setter_puts_into_an_empty_dict(
+    names: tuple[str, ...], data: st.DataObject
+) -> None:
+    # Every value present (one presized dict) as often as some absent (filled one by one).
+    present = st.one_of(st.integers(0, 2**63 - 1), st.floats(allow_nan=False, allow_infinity=False))
+    values = data.draw(st.one_of(st.tuples(*[present] * len(names)), st.tuples(*[_values] * len(names))))
+    expected: dict[str, float] = {}
+    float_setter(names)(expected, values)
+    assert _items(float_dict(names)(values)) == _items(expected)
 
 
 @pytest.mark.parametrize("names", [_NAMES, _ODD])
@@ -120,7 +133,7 @@ def test_values_of_the_wrong_length_are_refused() -> None:
 
 @pytest.mark.parametrize("names", [(), ("a", "a"), ("a", 1)])
 def test_no_names_duplicates_or_non_strings_are_refused(names: tuple[str, ...]) -> None:
-    for build in (float_setter, summer, lambda names: rate_setter(names, 1.0)):
+    for build in (float_setter, float_dict, summer, lambda names: rate_setter(names, 1.0)):
         with pytest.raises(ValueError, match="distinct strings"):
             build(names)
 

@@ -25,11 +25,12 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
-from aggregator import catalog
+from aggregator import catalog, fieldcode
 from aggregator.catalog import Level, Tag
-from aggregator.points import Point
+from aggregator.points import Point, new_point
 from aggregator.rates import Counters, Delta, RateTracker, SuppressionCounts
 from aggregator.rollup import LEVEL_SPECS, FieldSums, NodeContribution, RollupWindow
+from aggregator.tags import ContainerTagValues, NodeTags, read_container_tag_values
 from collector.wire import Batch, NodeSample, PodSample
 
 ABSURD_CPU_FACTOR = 1.25
@@ -46,11 +47,6 @@ _MILLICORES = 1e3
 
 _CLUSTER = Tag.CLUSTER.value
 _NODE = Tag.NODE.value
-_NAMESPACE = Tag.NAMESPACE.value
-_POD = Tag.POD.value
-_CONTAINER = Tag.CONTAINER.value
-_WORKLOAD = Tag.WORKLOAD.value
-_WORKLOAD_KIND = Tag.WORKLOAD_KIND.value
 
 _CONTAINER_SPEC = LEVEL_SPECS[Level.CONTAINER]
 _POD_SPEC = LEVEL_SPECS[Level.POD]
@@ -71,7 +67,6 @@ _POD_COUNT = catalog.POD_COUNT.name
 # not the model: attribute access on a pydantic model goes through its ``__getattr__`` hook, several times
 # slower than a dict lookup, and these run for every container and pod of every batch.
 
-_read_container_tags = itemgetter("namespace", "pod", "container", "workload", "workload_kind")
 _read_container_series = itemgetter("container_id", "timestamp_ns", "started_at_ns", "network")
 
 # Network counters in tracker order, and the rate each becomes.
@@ -196,6 +191,25 @@ _NODE_SUMS = FieldSums(_NODE_SUMMED)
 _CONTAINER_MEASUREMENT = _CONTAINER_SPEC.measurement
 _POD_MEASUREMENT = _POD_SPEC.measurement
 
+# Straight-line setters compiled from the names above (see aggregator/fieldcode.py for why).
+_container_gauges = fieldcode.float_dict(_CONTAINER_GAUGE_NAMES)
+_put_node_gauges = fieldcode.float_setter(_NODE_GAUGE_NAMES)
+_put_pod_resources = fieldcode.float_setter(_POD_RESOURCES)
+_put_network_rates = fieldcode.rate_setter(_NETWORK_RATES, _PER_SECOND)
+_FIRST_NETWORK = _FIRST_PER_SECOND + 2
+"""Container increases: CPU (5), disk read and write, then the container's own network if it has one."""
+_DISK_READ, _DISK_WRITE = _CONTAINER_PER_SECOND_RATES[:2]
+_put_disk_and_network_rates = fieldcode.rate_setter(_CONTAINER_PER_SECOND_RATES, _PER_SECOND)
+
+
+_PodNetwork = tuple[PodSample, Delta | None]
+"""A pod's sample and the increases of its network counters since the last (``None``: no rate)."""
+
+
+def _has_rate(delta: Delta | None) -> bool:
+    """Whether ``delta`` gives at least one rate."""
+    return delta is not None and any(increase is not None for increase in delta.counters)
+
 
 @dataclass(frozen=True, slots=True)
 class PipelineStats:
@@ -227,26 +241,6 @@ class PipelineStats:
         return self.container_series + self.pod_series + self.node_series
 
 
-def _add_per_second(
-    fields: dict[str, float], names: tuple[str, ...], increases: Counters, elapsed_ns: int
-) -> None:
-    """Set ``names[i]`` to increase ``i`` per second (over ``elapsed_ns``); none where that is None."""
-    for name, increase in zip(names, increases, strict=False):
-        if increase is not None:
-            fields[name] = increase * _PER_SECOND / elapsed_ns
-
-
-class _PodTotals:
-    """A pod's container fields while a batch is processed, and its first container's workload."""
-
-    __slots__ = ("containers", "workload", "workload_kind")
-
-    def __init__(self, workload: str | None, workload_kind: str | None) -> None:
-        self.containers: list[dict[str, float]] = []
-        self.workload = workload
-        self.workload_kind = workload_kind
-
-
 class Pipeline:
     """Batches in, points out: rates per series, pod and node sums per batch, cross-node rollups."""
 
@@ -276,6 +270,7 @@ class Pipeline:
         )
         # Insertion-ordered, so the oldest id is the first key when the set is full.
         self._recent_batches: dict[tuple[str, str], None] = {}
+        self._tags: dict[str, NodeTags] = {}
         self._last_sweep_ns: int | None = None
         self._batches = 0
         self._duplicates = 0
@@ -318,46 +313,51 @@ class Pipeline:
         cpu_ceiling = capacity * ABSURD_CPU_FACTOR if capacity else None
 
         points: list[Point] = []
-        pods: dict[tuple[str, str], _PodTotals] = {}
+        # (namespace, pod) -> the first container's tag values and every container's fields.
+        pods: dict[tuple[str, str], tuple[ContainerTagValues, list[dict[str, float]]]] = {}
+        known = self._tags.get(node)
+        if known is None:
+            known = self._tags[node] = NodeTags(cluster=cluster, node=node)
+        known.seen_ns = now_ns
+        container_tags = known.containers
         for sample in batch.containers:
             values = sample.__dict__
-            namespace, pod, container, workload, workload_kind = _read_container_tags(values)
+            tag_values = read_container_tag_values(values)
+            namespace, pod = tag_values[0], tag_values[1]
             fields = self._container_fields(node, values, now_ns, cpu_ceiling)
-            tags = {_CLUSTER: cluster, _NODE: node, _NAMESPACE: namespace, _POD: pod, _CONTAINER: container}
-            if workload is not None:
-                tags[_WORKLOAD] = workload
-            if workload_kind is not None:
-                tags[_WORKLOAD_KIND] = workload_kind
-            points.append(Point(_CONTAINER_MEASUREMENT, tags, fields, bucket_ns))
-            totals = pods.get((namespace, pod))
-            if totals is None:
-                totals = pods[namespace, pod] = _PodTotals(workload, workload_kind)
-            totals.containers.append(fields)
+            tags = container_tags.get(tag_values)
+            if tags is None:
+                tags = known.add_container(tag_values)
+            points.append(new_point((_CONTAINER_MEASUREMENT, tags, fields, bucket_ns)))
+            group = pods.get((namespace, pod))
+            if group is None:
+                pods[namespace, pod] = (tag_values, [fields])
+            else:
+                group[1].append(fields)
 
         pod_networks = self._pod_networks(batch, now_ns)
         node_fields = self._node_fields(node, node_sample, now_ns, capacity)
         in_namespaces: dict[str, list[dict[str, float]]] = {}
         all_pods: list[dict[str, float]] = []
-        for (namespace, pod), totals in pods.items():
-            fields = _POD_SUMS.total(totals.containers)
-            tags = {_CLUSTER: cluster, _NODE: node, _NAMESPACE: namespace, _POD: pod}
-            workload, workload_kind = totals.workload, totals.workload_kind
+        pod_tags = known.pods
+        for (namespace, pod), (first, containers) in pods.items():
+            fields = _POD_SUMS.total(containers)
+            workload, workload_kind = first[3], first[4]
             network = pod_networks.get((namespace, pod))
             if network is not None:
-                pod_sample, network_fields = network
-                fields.update(network_fields)
+                pod_sample, delta = network
+                if delta is not None:
+                    _put_network_rates(fields, delta.counters, delta.elapsed_ns)
                 workload = pod_sample.workload or workload
                 workload_kind = pod_sample.workload_kind or workload_kind
                 # Kubernetes' own pod totals (init containers, sidecars, overhead) replace the plain sum.
-                for name, value in zip(_POD_RESOURCES, _read_pod_resources(pod_sample.__dict__), strict=True):
-                    if value is not None:
-                        fields[name] = float(value)
-            if workload is not None:
-                tags[_WORKLOAD] = workload
-            if workload_kind is not None:
-                tags[_WORKLOAD_KIND] = workload_kind
-            fields[_CONTAINER_COUNT] = float(len(totals.containers))
-            points.append(Point(_POD_MEASUREMENT, tags, fields, bucket_ns))
+                _put_pod_resources(fields, _read_pod_resources(pod_sample.__dict__))
+            pod_values = (namespace, pod, workload, workload_kind)
+            tags = pod_tags.get(pod_values)
+            if tags is None:
+                tags = known.add_pod(pod_values)
+            fields[_CONTAINER_COUNT] = float(len(containers))
+            points.append(new_point((_POD_MEASUREMENT, tags, fields, bucket_ns)))
             all_pods.append(fields)
             in_namespace = in_namespaces.get(namespace)
             if in_namespace is None:
@@ -373,6 +373,7 @@ class Pipeline:
         for namespace, pod_fields in in_namespaces.items():
             sums = namespaces[namespace] = _NAMESPACE_SUMS.total(pod_fields)
             sums[_POD_COUNT] = float(len(pod_fields))
+        known.forget_gone(batch.containers, len(pods))
         # The window keeps its own copy: the node point's dict belongs to whoever writes the point.
         contribution = NodeContribution(namespaces, dict(node_fields))
         points += self._rollups.contribute(bucket_ns, node, contribution, now_ns=now_ns)
@@ -387,6 +388,9 @@ class Pipeline:
             self._last_sweep_ns = now_ns
             for tracker in (self._containers, self._pods, self._nodes):
                 self._expired += tracker.sweep(now_ns, self._expiry_ns)
+            horizon = now_ns - self._expiry_ns
+            for node in [node for node, known in self._tags.items() if known.seen_ns <= horizon]:
+                del self._tags[node]
         self._points += len(points)
         return points
 
@@ -411,27 +415,27 @@ class Pipeline:
         delta = self._containers.update(
             (node, container_id), timestamp_ns, started_at_ns, counters, seen_ns=now_ns
         )
-        fields: dict[str, float] = {}
-        for name, value in zip(_CONTAINER_GAUGE_NAMES, _read_container_gauges(values), strict=True):
-            if value is not None:
-                fields[name] = float(value)
+        fields = _container_gauges(_read_container_gauges(values))
         cpu_total = counters[0]
         if cpu_total is not None:
             fields[_CPU_USAGE_SECONDS_TOTAL] = cpu_total / _NS_PER_S
-        if delta is not None:
-            self._container_rates(delta, cpu_ceiling, fields)
-        return fields
-
-    def _container_rates(self, delta: Delta, cpu_ceiling: float | None, fields: dict[str, float]) -> None:
-        elapsed_ns, increases = delta
+        if delta is None:
+            return fields
         # Written out rather than looped: this runs for every container of every batch.
-        usage, user, system, periods, throttled = increases[:_FIRST_PER_SECOND]
+        elapsed_ns, increases = delta
+        # Most containers share their pod's network, so their counters end with the disk's.
+        shares_network = len(increases) == _FIRST_NETWORK
+        if shares_network:
+            usage, user, system, periods, throttled, disk_read, disk_write = increases
+        else:
+            usage, user, system, periods, throttled = increases[:_FIRST_PER_SECOND]
         usage_rate = None if usage is None else usage * _MILLICORES / elapsed_ns
         user_rate = None if user is None else user * _MILLICORES / elapsed_ns
         system_rate = None if system is None else system * _MILLICORES / elapsed_ns
-        if (
-            cpu_ceiling is not None
-            and max(usage_rate or 0.0, user_rate or 0.0, system_rate or 0.0) > cpu_ceiling
+        if cpu_ceiling is not None and (
+            (usage_rate or 0.0) > cpu_ceiling
+            or (user_rate or 0.0) > cpu_ceiling
+            or (system_rate or 0.0) > cpu_ceiling
         ):
             # More CPU than the node has cannot be true; one bad reading must not spike every rollup.
             self._counts.absurd += 1
@@ -446,18 +450,22 @@ class Pipeline:
         # counters were read at different moments, and the ratio would claim more than 100%.
         if periods and throttled is not None and throttled <= periods:
             fields[_CPU_THROTTLED_RATIO] = throttled / periods
-        # zip stops at the shorter: a container without its own network has no network counters at all.
-        _add_per_second(fields, _CONTAINER_PER_SECOND_RATES, increases[_FIRST_PER_SECOND:], elapsed_ns)
+        if shares_network:
+            if disk_read is not None:
+                fields[_DISK_READ] = disk_read * _PER_SECOND / elapsed_ns
+            if disk_write is not None:
+                fields[_DISK_WRITE] = disk_write * _PER_SECOND / elapsed_ns
+        else:
+            _put_disk_and_network_rates(fields, increases[_FIRST_PER_SECOND:], elapsed_ns)
+        return fields
 
-    def _pod_networks(
-        self, batch: Batch, now_ns: int
-    ) -> dict[tuple[str, str], tuple[PodSample, dict[str, float]]]:
-        """Each pod's network rates (per second), from its own network namespace's counters."""
-        networks: dict[tuple[str, str], tuple[PodSample, dict[str, float]]] = {}
+    def _pod_networks(self, batch: Batch, now_ns: int) -> dict[tuple[str, str], _PodNetwork]:
+        """Each pod's sample and its network counters' increases (``None``: no rate), by (namespace, pod)."""
+        networks: dict[tuple[str, str], _PodNetwork] = {}
         update = self._pods.update
         node = batch.node
         for pod_sample in batch.pods:
-            fields: dict[str, float] = {}
+            delta = None
             network = pod_sample.network
             if network is not None:
                 # The pod id is part of the key: a new sandbox is a new series, so no marker is needed.
@@ -468,12 +476,10 @@ class Pipeline:
                     _read_network(network.__dict__),
                     seen_ns=now_ns,
                 )
-                if delta is not None:
-                    _add_per_second(fields, _NETWORK_RATES, delta.counters, delta.elapsed_ns)
             key = (pod_sample.namespace, pod_sample.pod)
             # While a sandbox is being replaced both may be listed; the one with rates says more.
-            if fields or key not in networks:
-                networks[key] = (pod_sample, fields)
+            if key not in networks or _has_rate(delta):
+                networks[key] = (pod_sample, delta)
         return networks
 
     def _node_fields(
@@ -502,7 +508,5 @@ class Pipeline:
                 fields[_NETWORK_RX_BYTES] = rx_bytes * _PER_SECOND / elapsed_ns
             if tx_bytes is not None:
                 fields[_NETWORK_TX_BYTES] = tx_bytes * _PER_SECOND / elapsed_ns
-        for name, value in zip(_NODE_GAUGE_NAMES, _read_node_gauges(sample.__dict__), strict=True):
-            if value is not None:
-                fields[name] = float(value)
+        _put_node_gauges(fields, _read_node_gauges(sample.__dict__))
         return fields

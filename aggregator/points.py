@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any, NamedTuple
 
 
@@ -9,7 +11,11 @@ from typing import Any, NamedTuple
 # dataclass sets each field through object.__setattr__), and the pipeline builds one or two per container
 # per scrape; the garbage collector also stops tracking a tuple that holds only untracked values.
 class Point(NamedTuple):
-    """One InfluxDB point. Fields are floats (see the catalog); ``time_ns`` is the bucket start in ns."""
+    """One InfluxDB point. Fields are floats (see the catalog); ``time_ns`` is the bucket start in ns.
+
+    Read-only, dicts included: successive points of a series share one ``tags`` dict (``aggregator.tags``),
+    and sinks serialise points after they were handed over.
+    """
 
     measurement: str
     tags: dict[str, str]
@@ -24,3 +30,10 @@ class Point(NamedTuple):
             "fields": self.fields,
             "time": self.time_ns,
         }
+
+
+new_point: Callable[[tuple[str, dict[str, str], dict[str, float], int]], Point] = partial(
+    tuple.__new__, Point
+)
+"""``Point(*values)`` without NamedTuple's Python-level ``__new__``: the ingest path builds one or two per
+container sample."""

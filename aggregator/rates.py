@@ -19,10 +19,13 @@ Not thread-safe: one owner calls it from one thread.
 from __future__ import annotations
 
 import enum
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, fields
+from functools import partial
 from operator import sub
 from typing import Generic, NamedTuple, TypeVar
+
+from aggregator import fieldcode
 
 K = TypeVar("K", bound=Hashable)
 
@@ -72,6 +75,13 @@ class Delta(NamedTuple):
     counters: Counters
     """Per counter, the increase (>= 0), or ``None`` when either sample lacks that counter; as long as the
     shorter of the two samples' counters (the rest are absent)."""
+
+
+_INCREASES = {count: fieldcode.increases_of(count) for count in range(1, 17)}
+"""Straight-line increases for the counts series have (a container's 7 or 15, a pod's 8, a node's 3)."""
+
+# Built without NamedTuple's __new__ (a Python-level call): update runs for every sample of every batch.
+_new_delta: Callable[[tuple[int, Counters]], Delta] = partial(tuple.__new__, Delta)
 
 
 class _Baseline:
@@ -134,9 +144,16 @@ class RateTracker(Generic[K]):
             return None
         previous = baseline.counters
         try:
-            # map stops at the shorter, as absent trailing counters should (see Counters).
-            increases: Counters = tuple(map(sub, counters, previous))
-            reset = bool(increases) and min(increases) < 0  # type: ignore[type-var,operator]
+            count = len(counters)
+            straight = _INCREASES.get(count) if count == len(previous) else None
+            if straight is not None:
+                found = straight(counters, previous)  # type: ignore[arg-type]
+                reset = found is None
+                increases: Counters = () if found is None else found
+            else:
+                # map stops at the shorter, as absent trailing counters should (see Counters).
+                increases = tuple(map(sub, counters, previous))
+                reset = bool(increases) and min(increases) < 0  # type: ignore[type-var,operator]
         except TypeError:
             # A counter is None in one of the two samples: that one has no increase, the others do.
             increases = tuple(
@@ -152,7 +169,7 @@ class RateTracker(Generic[K]):
             # saying so: give none, and count from the new value.
             self._counts.reset += 1
             return None
-        return Delta(elapsed_ns, increases)
+        return _new_delta((elapsed_ns, increases))
 
     def sweep(self, now_ns: int, expiry_ns: int) -> int:
         """Forget series not seen (by the caller's clock, ns) for ``expiry_ns``; returns how many."""

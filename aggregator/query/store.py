@@ -96,6 +96,9 @@ _LAYOUTS_KEPT = 4096
 
 _V = TypeVar("_V")
 
+_BY_TAGS_SLACK = 1024
+"""Entries a level's tags index may hold beyond twice its entities before it starts over."""
+
 
 def _getter(names: Sequence[str]) -> Callable[[Mapping[str, _V]], tuple[_V, ...]]:
     """A function returning the values of ``names`` from a mapping, always as a tuple (``KeyError`` if one is
@@ -119,6 +122,7 @@ class _Layout:
         "keys",
         "kinds",
         "latest_codec",
+        "latest_in_row",
         "latest_values",
         "nan_row",
         "readers",
@@ -154,6 +158,11 @@ class _Layout:
             offset += codec.size
         self.latest_values: Callable[[Mapping[str, float]], tuple[float, ...]] | None = None
         self.latest_codec: struct.Struct | None = None
+        self.latest_in_row: struct.Struct | None = None
+        """Reads the latest fields straight from a row (pad bytes over the other columns) when every one of
+        them is a ring column: the values exactly as the ring gives them back, in one call."""
+        if latest is not None and all(kinds[index] in _RINGS for index in latest):
+            self.latest_in_row = _columns_reader([self.readers[index] for index in latest])
         if latest is not None and all(kinds[index] != _ABSENT for index in latest):
             self.latest_values = _getter([names[index] for index in latest])
             if any(kinds[index] == _SINGLE for index in latest):
@@ -161,6 +170,19 @@ class _Layout:
                 self.latest_codec = struct.Struct(
                     "<" + "".join("f" if kinds[index] == _SINGLE else "d" for index in latest)
                 )
+
+
+def _columns_reader(columns: Sequence[tuple[int, struct.Struct]]) -> struct.Struct | None:
+    """A struct unpacking ``columns`` (offset, codec) of a row in the given order; ``None`` unless they are
+    in ascending offset order (struct formats only move forward)."""
+    parts = ["<"]
+    position = 0
+    for offset, codec in columns:
+        if offset < position:
+            return None
+        parts.append("x" * (offset - position) + codec.format.lstrip("<"))
+        position = offset + codec.size
+    return struct.Struct("".join(parts))
 
 
 Latest: TypeAlias = tuple[int, tuple[float, ...]]
@@ -178,7 +200,7 @@ have it, sorted by name (see :meth:`RecentStore.latest_by_pod`)."""
 class _Series:
     """One series' window; ``next`` chains series of the same entity on other nodes."""
 
-    __slots__ = ("consts", "latest", "layout", "newest", "next", "node", "present", "rows", "since")
+    __slots__ = ("consts", "latest", "layout", "newest", "next", "node", "present", "rows", "since", "tags")
 
     def __init__(self, node: str, layout: _Layout) -> None:
         self.node = node
@@ -193,6 +215,8 @@ class _Series:
         self.latest: Latest | None = None
         """The newest bucket with every one of ``LATEST_FIELDS`` (time in ns), and their values."""
         self.next: _Series | None = None
+        self.tags: Mapping[str, str] | None = None
+        """The tags object the series was last found by (``RecentStore.add`` looks series up by it)."""
 
     def chain(self) -> Iterator[_Series]:
         series: _Series | None = self
@@ -208,6 +232,10 @@ class _Shape:
     """The entity's tag values from a point's tags (``KeyError`` when one is missing)."""
     node_tag: str | None
     """``node`` when it is a tag of the level but not part of the entity (containers, pods)."""
+    by_tags: dict[int, _Series]
+    """Containers and pods: series by the ``id`` of the tags object they were last found by (the pipeline
+    hands the same dict for a series' successive points); empty for the other levels, whose points come
+    with new tags every time."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,11 +248,16 @@ class StoreStats:
     """Points outside the window or too far ahead of the clock, or missing an identity tag."""
 
 
+def _no_entity(tags: Mapping[str, str]) -> Entity:
+    """Stands in for a shape's entity getter before ``add`` has met a level (never called)."""
+    raise KeyError("no level")
+
+
 def _shape(level: Level) -> _Shape:
     tags = TAGS_BY_LEVEL[level]
     node_tag = None if level in _NODE_IN_ENTITY or Tag.NODE not in tags else Tag.NODE.value
     names = tuple(tag.value for tag in tags if tag.value != node_tag)
-    return _Shape(level, _getter(names), node_tag)
+    return _Shape(level, _getter(names), node_tag, {})
 
 
 class RecentStore:
@@ -323,7 +356,9 @@ class RecentStore:
         """Keep the served fields of ``points``; ``now_ns`` (wall clock, ns) bounds the future and evicts.
 
         A point more than one window ahead of ``now_ns`` is ignored: a collector with a wrong clock must
-        not push every other series out of the window.
+        not push every other series out of the window. A container's or pod's series is found again by the
+        very tags object its last point had, without reading it: a point's tags must not change once added
+        (the pipeline's never do; see ``aggregator.tags``).
         """
         resolution = self._resolution_ns
         capacity = self._capacity
@@ -334,41 +369,50 @@ class RecentStore:
             # A batch's points share measurements and one time: both are looked at once per run.
             measurement: str | None = None
             shape: _Shape | None = None
+            entity_of: Callable[[Mapping[str, str]], Entity] = _no_entity
+            node_tag: str | None = None
+            by_tags: dict[int, _Series] = {}
             entities: dict[Entity, _Series] = {}
             time_ns: int | None = None
             relative = -1
             bucket_ns = 0
             noted = False
-            for point in points:
-                if point.measurement != measurement:
-                    measurement = point.measurement
+            for point_measurement, tags, fields, point_time_ns in points:
+                if point_measurement != measurement:
+                    measurement = point_measurement
                     shape = shapes.get(measurement)
                     if shape is not None:
                         entities = self._series[shape.level]
+                        entity_of, node_tag, by_tags = shape.entity, shape.node_tag, shape.by_tags
                 if shape is None:
                     continue  # not a level the query API serves
-                if point.time_ns != time_ns:
-                    time_ns = point.time_ns
+                if point_time_ns != time_ns:
+                    time_ns = point_time_ns
                     relative = self._accept(time_ns // resolution, horizon)
                     bucket_ns = time_ns - time_ns % resolution
                     noted = False
                 if relative < 0:
                     self._ignored += 1
                     continue
-                tags = point.tags
-                try:
-                    entity = shape.entity(tags)
-                    node = "" if shape.node_tag is None else tags[shape.node_tag]
-                except KeyError:
-                    self._ignored += 1
-                    continue
+                # The same tags object as last time finds the series without reading its tags; the series
+                # holds that object, so its id cannot have been reused by another.
+                series = by_tags.get(id(tags))
+                if series is None or series.tags is not tags:
+                    try:
+                        entity = entity_of(tags)
+                        node = "" if node_tag is None else tags[node_tag]
+                    except KeyError:
+                        self._ignored += 1
+                        continue
+                    series = entities.get(entity)
+                    if series is None or series.node != node:
+                        series = self._series_for(entities, entity, node)
+                    if node_tag is not None:
+                        series.tags = tags
+                        by_tags[id(tags)] = series
                 if not noted:
                     self._note(relative)
                     noted = True
-                series = entities.get(entity)
-                if series is None or series.node != node:
-                    series = self._series_for(entities, entity, node)
-                fields = point.fields
                 layout = series.layout
                 # The steady state: same names, same constants, a new bucket, every changing value finite.
                 if (
@@ -392,8 +436,10 @@ class RecentStore:
                             present = self._skip(present, newest, relative)
                         series.present = present | 1 << slot
                         series.newest = relative
-                        getter = layout.latest_values
-                        if getter is not None:
+                        in_row = layout.latest_in_row
+                        if in_row is not None:
+                            series.latest = (bucket_ns, in_row.unpack_from(series.rows, slot * layout.size))
+                        elif (getter := layout.latest_values) is not None:
                             latest = getter(fields)
                             codec = layout.latest_codec
                             if codec is not None:
@@ -440,11 +486,14 @@ class RecentStore:
         with self._lock:
             pod_labels, pod_seen = self._pod_labels, self._pod_labels_seen
             for pod in batch.pods:
-                if pod.labels is not None:
-                    key = (sys.intern(pod.namespace), sys.intern(pod.pod))
-                    previous = pod_labels.get(key)
-                    held = pod_labels[key] = _same_or_new(previous, pod.labels)
-                    if held is not previous:
+                labels = pod.labels
+                if labels is not None:
+                    key = (pod.namespace, pod.pod)
+                    held = pod_labels.get(key)
+                    # Labels rarely change: then the held key and dict stay, and only the time moves on.
+                    if held is None or held != labels:
+                        key = (sys.intern(key[0]), sys.intern(key[1]))
+                        pod_labels[key] = _same_or_new(held, labels)
                         self._pod_labels_generation += 1
                     pod_seen[key] = seen_ns
             node_sample = batch.node_sample
@@ -487,6 +536,10 @@ class RecentStore:
                     entities[entity] = new_head
                     if entities is self._containers:
                         self._pods.put(entity[:3], entity[3], new_head)
+        for shape in self._shapes.values():
+            # An evicted series must not be found by its tags; entries for tags no longer used pile up.
+            if evicted or len(shape.by_tags) > 2 * len(self._series[shape.level]) + _BY_TAGS_SLACK:
+                shape.by_tags.clear()
         if _forget_older(self._pod_labels, self._pod_labels_seen, now_ns - self._eviction_ns):
             self._pod_labels_generation += 1
         _forget_older(self._node_labels, self._node_labels_seen, now_ns - self._eviction_ns)

@@ -642,6 +642,41 @@ def test_expiry_releases_series_not_seen_and_keeps_the_others() -> None:
     assert pipeline.stats.rollup_buckets == 0
 
 
+def test_a_series_points_share_one_tags_dict_until_a_tag_value_changes() -> None:
+    pipeline = _pipeline(expiry_ns=60 * S)
+    first = pipeline.ingest(_node_batch("n1", 1), now_ns=T0)
+    second = pipeline.ingest(_node_batch("n1", 2), now_ns=T0 + RES)
+    for level, tags in ((Level.CONTAINER, {"pod": "web", "container": "app"}), (Level.POD, {"pod": "web"})):
+        assert _one(second, level, **tags).tags is _one(first, level, **tags).tags
+
+    # The pod's workload label changes: new points carry it, the ones already out keep theirs.
+    relabelled = _node_batch("n1", 3)
+    relabelled = relabelled.model_copy(
+        update={
+            "containers": [
+                sample.model_copy(update={"workload": "web-v2"}) for sample in relabelled.containers
+            ],
+            "pods": [sample.model_copy(update={"workload": "web-v2"}) for sample in relabelled.pods],
+        }
+    )
+    third = pipeline.ingest(relabelled, now_ns=T0 + 2 * RES)
+    for level, tags in ((Level.CONTAINER, {"pod": "web", "container": "app"}), (Level.POD, {"pod": "web"})):
+        assert _one(third, level, **tags).tags["workload"] == "web-v2"
+        assert _one(second, level, **tags).tags["workload"] == "web"
+
+    # Expired with the node's series, the tags are built afresh when the node comes back.
+    pipeline.tick(T0 + 200 * S)
+    again = pipeline.ingest(_node_batch("n1", 4), now_ns=T0 + 200 * S)
+    assert (
+        _one(again, Level.CONTAINER, pod="web", container="app").tags
+        == _one(first, Level.CONTAINER, pod="web", container="app").tags
+    )
+    assert (
+        _one(again, Level.CONTAINER, pod="web", container="app").tags
+        is not _one(first, Level.CONTAINER, pod="web", container="app").tags
+    )
+
+
 def test_bad_settings_are_refused() -> None:
     with pytest.raises(ValueError, match="resolution_seconds"):
         Pipeline(cluster="c", resolution_seconds=0, rollup_grace_seconds=1, series_expiry_seconds=1)

@@ -210,6 +210,27 @@ def test_series_and_labels_not_updated_for_the_eviction_time_are_dropped() -> No
     assert recent.stats().evicted == 1
 
 
+def test_a_series_is_found_again_by_its_tags_object_but_never_once_evicted() -> None:
+    recent = store(window_buckets=6, eviction_s=30)
+    tags = {"cluster": "c1", "node": "n1", "namespace": "ns", "pod": "pod", "container": "app"}
+    recent.add([Point("container", tags, {CPU: 1.0}, bucket(0))], now_ns=bucket(0))
+    recent.add([Point("container", dict(tags), {CPU: 2.0}, bucket(1))], now_ns=bucket(1))  # an equal dict
+    recent.add([Point("container", tags, {CPU: 3.0}, bucket(2))], now_ns=bucket(2))  # the same one again
+    assert recent.points(Level.CONTAINER, ENTITY, CPU, 0, bucket(9)) == [
+        (bucket(0), 1.0),
+        (bucket(1), 2.0),
+        (bucket(2), 3.0),
+    ]
+    assert recent.entities(Level.CONTAINER) == [ENTITY]
+
+    # Silent past the eviction time while another container goes on, then back with the same tags object.
+    for i in range(3, 8):
+        recent.add([container(bucket(i), {CPU: 0.0}, pod="other")], now_ns=bucket(i))
+    assert not recent.has(Level.CONTAINER, ENTITY)
+    recent.add([Point("container", tags, {CPU: 9.0}, bucket(8))], now_ns=bucket(8))
+    assert recent.points(Level.CONTAINER, ENTITY, CPU, 0, bucket(9)) == [(bucket(8), 9.0)]
+
+
 def test_evicting_one_node_of_a_two_node_entity_keeps_the_other() -> None:
     recent = store(window_buckets=6, eviction_s=30)
     recent.add(

@@ -3,12 +3,13 @@ window, kept right through merges, late points, entities on two nodes and evicti
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aggregator.catalog import Level
 from aggregator.query.store import LATEST_FIELDS, RecentStore
-from tests.aggregator.query.test_store import CPU, ENTITY, MEM, bucket, container, store
+from tests.aggregator.query.test_store import CPU, ENTITY, MEM, bucket, container, held, store
 
 
 def test_the_indexed_fields_are_metrics_k8s_io_cpu_and_memory() -> None:
@@ -34,6 +35,30 @@ def test_a_merge_can_complete_the_newest_bucket_and_a_late_point_never_replaces_
         ENTITY: (bucket(6), (3.0, 20.0))
     }
     assert recent.latest(Level.CONTAINER, LATEST_FIELDS, not_before_ns=bucket(6) + 1) == {}
+
+
+def test_the_index_holds_exactly_what_the_window_gives_back_whether_fields_are_rings_or_constants() -> None:
+    # CPU changes every bucket (a float32 ring, where 0.1 * i is not exact); memory either changes (a
+    # float64 ring) or keeps one value (a constant); other rings and constants lie between them in a row.
+    usage, limit = "memory_usage_bytes", "memory_limit_bytes"
+    for memory, kinds in (
+        ((1e9 + 3, 1e9 + 5, 1e9 + 7, 1e9 + 9), {CPU: "float32", MEM: "float64"}),
+        ((1e9 + 3,) * 4, {CPU: "float32", MEM: "constant"}),
+    ):
+        recent = store(window_buckets=10)
+        for i, mem in enumerate(memory):
+            fields = {CPU: 0.1 * (i + 1), usage: 2e9 + i, MEM: mem, limit: 4e9}
+            recent.add([container(bucket(i), fields)], now_ns=bucket(i))
+            index = recent.latest(Level.CONTAINER, LATEST_FIELDS, not_before_ns=0)
+            window = tuple(
+                recent.points(Level.CONTAINER, ENTITY, name, bucket(i), bucket(i))[0][1]
+                for name in LATEST_FIELDS
+            )
+            assert index == {ENTITY: (bucket(i), window)}
+        assert held(recent, ENTITY) == {**kinds, usage: "float64", limit: "constant"}
+        assert window[0] != 0.4
+        assert window[0] == pytest.approx(0.4, rel=2**-24)
+        assert window[1] == memory[-1]
 
 
 def test_an_entity_on_two_nodes_sums_only_the_nodes_at_its_newest_complete_bucket() -> None:

@@ -1,11 +1,12 @@
 """The tags of one node's container and pod points: a dict per series, built once and shared by its points.
 
-Building a tags dict for every sample was a tenth of the pipeline's work and one more object per point
-(docs/performance.md). Nothing downstream changes a point's tags (the sinks serialise them, the query window
-reads them), so successive points of a series can share one dict; a tag value that changes (a pod's new
-workload label) makes a new dict, and the points already out keep the old one. The query window also finds a
-series by its tags object instead of reading the tags again (``RecentStore.add``). The strings are interned,
-as the window interns its series' names, so both hold one copy of each name.
+Building a tags dict for every sample cost a dict per point (allocated, filled, later freed: a few percent
+of the ingest path, docs/performance.md). Nothing downstream changes a point's tags (the sinks serialise
+them, the query window reads them), so successive points of a series can share one dict; a tag value that
+changes (a pod's new workload label) makes a new dict, and the points already out keep the old one. The
+query window also finds a series by its tags object instead of reading the tags again
+(``RecentStore.add``). The strings are interned, as the window interns its series' names, so both hold one
+copy of each name.
 
 Usage::
 

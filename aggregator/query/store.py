@@ -795,8 +795,7 @@ class RecentStore:
             if self._base is None:
                 return result
             held = self._series[level]
-            low, _ = self._window()
-            low = max(low, -(-not_before_ns // self._resolution_ns) - self._base)
+            low = self._first_bucket(not_before_ns)
             low_ns = (low + self._base) * self._resolution_ns
             if entities is None:
                 pairs: Iterable[tuple[Entity, _Series]] = held.items()
@@ -880,9 +879,14 @@ class RecentStore:
         """The oldest bucket start (ns) a latest value can have: in the window, not before the given time."""
         if self._base is None or self._latest_indices is None:
             return None
+        return (self._first_bucket(not_before_ns) + self._base) * self._resolution_ns
+
+    def _first_bucket(self, not_before_ns: int) -> int:
+        """The oldest relative bucket a latest value can be in: in the window, not before the given time
+        (the store must hold something)."""
+        assert self._base is not None
         low, _ = self._window()
-        low = max(low, -(-not_before_ns // self._resolution_ns) - self._base)
-        return (low + self._base) * self._resolution_ns
+        return max(low, -(-not_before_ns // self._resolution_ns) - self._base)
 
     def _pod_latest(self, key: Entity, members: list[tuple[str, _Series]], low_ns: int) -> PodLatest | None:
         if len(members) == 1:  # the common case, written out: it is most of a 30,000-pod list

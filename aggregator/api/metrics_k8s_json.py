@@ -7,14 +7,14 @@ against them. Strings that come from outside (names, labels) are escaped by orjs
 are canonical ASCII. Each distinct sample time is formatted once.
 
 A pod's text is made of two parts around its ``creationTimestamp``, which is the response's own time: the
-parts can be rendered once and kept (``PodTexts``, what ``pod_list_view`` does) and joined into any number
+parts can be rendered once and kept (``ObjectTexts``, what ``pod_list_view`` does) and joined into any number
 of responses.
 
 Usage::
 
     body = pod_metrics_list(service.pod_usage(), now_ns=service.now_ns(), resolution_ns=10**10)
     body = node_metrics(service.node_usage("n1")[0], now_ns=..., resolution_ns=...)
-    texts = PodTexts(resolution_ns=10**10)
+    texts = ObjectTexts(resolution_ns=10**10)
     before, rest = texts.parts("shop", "web-1", time_ns, containers)     # kept; labels_text(labels) apart
     body = pod_metrics_list_of_parts([(before, labels_text(labels), rest)], now_ns=...)
 """
@@ -38,7 +38,7 @@ _NODE_LIST_HEAD = f'{{"kind":"NodeMetricsList","apiVersion":"{GROUP_VERSION}","m
 _LIST_TAIL = "]}"
 
 _KEPT = 4096
-"""Most escaped names and formatted times a ``PodTexts`` keeps; beyond that it starts over."""
+"""Most escaped names and formatted times a ``ObjectTexts`` keeps; beyond that it starts over."""
 
 PodParts = tuple[str, str, str]
 """A ``PodMetrics`` text before its ``creationTimestamp`` (which is the response's time), its labels
@@ -47,7 +47,7 @@ PodParts = tuple[str, str, str]
 
 def pod_metrics_list(pods: Iterable[PodUsage], *, now_ns: int, resolution_ns: int) -> bytes:
     """``pods`` as a ``PodMetricsList`` created at ``now_ns`` (epoch ns), window ``resolution_ns`` (ns)."""
-    texts = PodTexts(resolution_ns=resolution_ns)
+    texts = ObjectTexts(resolution_ns=resolution_ns)
     return pod_metrics_list_of_parts([_parts(texts, pod) for pod in pods], now_ns=now_ns)
 
 
@@ -59,23 +59,23 @@ def pod_metrics_list_of_parts(parts: Iterable[PodParts], *, now_ns: int) -> byte
 
 def pod_metrics(pod: PodUsage, *, now_ns: int, resolution_ns: int) -> bytes:
     """One ``PodMetrics``; ``now_ns`` and ``resolution_ns`` in ns as for :func:`pod_metrics_list`."""
-    before, labels, rest = _parts(PodTexts(resolution_ns=resolution_ns), pod)
+    before, labels, rest = _parts(ObjectTexts(resolution_ns=resolution_ns), pod)
     return f"{before}{_created(now_ns)}{labels}{rest}".encode()
 
 
 def node_metrics_list(nodes: Iterable[NodeUsage], *, now_ns: int, resolution_ns: int) -> bytes:
     """A ``NodeMetricsList``; ``now_ns`` and ``resolution_ns`` in ns as for :func:`pod_metrics_list`."""
-    texts = PodTexts(resolution_ns=resolution_ns)
+    texts = ObjectTexts(resolution_ns=resolution_ns)
     created = _created(now_ns)
     return _list(_NODE_LIST_HEAD, [texts.node(node, created) for node in nodes])
 
 
 def node_metrics(node: NodeUsage, *, now_ns: int, resolution_ns: int) -> bytes:
     """One ``NodeMetrics``; ``now_ns`` and ``resolution_ns`` in ns as for :func:`pod_metrics_list`."""
-    return PodTexts(resolution_ns=resolution_ns).node(node, _created(now_ns)).encode()
+    return ObjectTexts(resolution_ns=resolution_ns).node(node, _created(now_ns)).encode()
 
 
-def _parts(texts: PodTexts, pod: PodUsage) -> PodParts:
+def _parts(texts: ObjectTexts, pod: PodUsage) -> PodParts:
     before, rest = texts.parts(pod.namespace, pod.name, pod.time_ns, pod.containers)
     return before, labels_text(pod.labels), rest
 
@@ -97,7 +97,7 @@ def _usage(usage: Usage) -> str:
     return f'{{"cpu":"{cpu}","memory":"{memory}"}}'
 
 
-class PodTexts:
+class ObjectTexts:
     """Renders objects for one resolution, keeping the texts that repeat: escaped namespaces and container
     names, formatted sample times (a bounded number of each)."""
 

@@ -28,7 +28,7 @@ from operator import itemgetter
 from types import MappingProxyType
 
 from aggregator.api.metrics_k8s_json import (
-    PodTexts,
+    ObjectTexts,
     labels_text,
     pod_metrics_list,
     pod_metrics_list_of_parts,
@@ -68,7 +68,7 @@ class PodListView:
         self._store = service.store
         self._cluster = service.cluster
         self._idle_ns = round(idle_seconds * _NS_PER_S)
-        self._texts_of = PodTexts(resolution_ns=service.resolution_ns)
+        self._texts_of = ObjectTexts(resolution_ns=service.resolution_ns)
         self._lock = threading.Lock()
         self._texts: dict[PodKey, _Text] | None = None
         """Every pod's text; ``None`` while inactive."""
